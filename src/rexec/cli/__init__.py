@@ -1,0 +1,1 @@
+"""The ``rexec`` command line."""

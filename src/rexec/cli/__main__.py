@@ -1,0 +1,3 @@
+from rexec.cli.main import app
+
+app()

@@ -1,0 +1,122 @@
+"""``rexec``: the command line. Flags map one-to-one onto settings in :mod:`rexec.config`."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rexec import config as configuration
+
+app = typer.Typer(help="rexec: an R execution platform speaking Rserve's QAP1 protocol.")
+users_app = typer.Typer(help="Manage the users file of a compute node.")
+app.add_typer(users_app, name="users")
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file (rexec.toml).")
+]
+
+
+def _load(config_file: Path | None, **overrides: object) -> configuration.Config:
+    try:
+        return configuration.load(config_file, overrides)
+    except (configuration.ConfigError, OSError) as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    config_file: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="server.port")] = None,
+    pool_initial: Annotated[int | None, typer.Option(help="pool.initial")] = None,
+    pool_max: Annotated[int | None, typer.Option(help="pool.max")] = None,
+    pool_mode: Annotated[str | None, typer.Option(help="pool.mode: fork or spawn")] = None,
+    log_level: Annotated[str | None, typer.Option(help="log.level")] = None,
+) -> None:
+    """Run a compute node: an Rserve-compatible QAP1 server on a pool of R shells."""
+    from rexec.compute.server import serve as run
+
+    cfg = _load(
+        config_file,
+        **{
+            "server.host": host,
+            "server.port": port,
+            "pool.initial": pool_initial,
+            "pool.max": pool_max,
+            "pool.mode": pool_mode,
+            "log.level": log_level,
+        },
+    )
+    run(cfg)
+
+
+def _users_file(config_file: Path | None, users_file: Path | None) -> Path:
+    if users_file is not None:
+        return users_file
+    path = _load(config_file)["auth.users_file"]
+    if not path:
+        console.print("[red]no users file:[/red] pass --file or set auth.users_file")
+        raise typer.Exit(2)
+    return Path(path)
+
+
+UsersFileOption = Annotated[Path | None, typer.Option("--file", help="The users file.")]
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    password: Annotated[
+        str | None, typer.Option(help="Password (prompted for when not given).")
+    ] = None,
+    config_file: ConfigOption = None,
+    users_file: UsersFileOption = None,
+) -> None:
+    """Add a user, or change the password of an existing one."""
+    from rexec.compute.users import UsersFile
+
+    if password is None:
+        password = getpass.getpass(f"password for {name}: ")
+    try:
+        UsersFile(_users_file(config_file, users_file)).add(name, password)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"user [bold]{name}[/bold] saved")
+
+
+@users_app.command("remove")
+def users_remove(
+    name: str, config_file: ConfigOption = None, users_file: UsersFileOption = None
+) -> None:
+    """Remove a user."""
+    from rexec.compute.users import UsersFile
+
+    if not UsersFile(_users_file(config_file, users_file)).remove(name):
+        console.print(f"[red]no user {name}[/red]")
+        raise typer.Exit(1)
+    console.print(f"user [bold]{name}[/bold] removed")
+
+
+@users_app.command("list")
+def users_list(config_file: ConfigOption = None, users_file: UsersFileOption = None) -> None:
+    """List the users."""
+    from rexec.compute.users import UsersFile
+
+    table = Table("user")
+    for name in UsersFile(_users_file(config_file, users_file)).names():
+        table.add_row(name)
+    console.print(table)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the configuration reference (every key, its default and meaning)."""
+    print(configuration.reference_table())

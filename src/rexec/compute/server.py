@@ -1,0 +1,142 @@
+"""``rexec serve``: accept QAP1 connections and give each one an R shell from the pool.
+
+This process never touches R and never reads a request: it accepts, takes an idle
+shell (waiting up to ``pool.wait_timeout``), passes the socket to it and goes back to
+accepting. Logins are checked here, so shells never see the users file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import socket
+from typing import Any
+
+from rexec.compute.users import UsersFile
+from rexec.config import Config
+from rexec.pool.supervisor import Pool, Shell
+
+log = logging.getLogger("rexec.compute")
+
+HANDLER = "rexec.compute.session:serve"
+
+
+class ComputeServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pool = Pool(config, HANDLER, self._on_message)
+        self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
+        self._listener: socket.socket | None = None
+        self._stopped = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._connections: set[asyncio.Task[Any]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None
+        return self._listener.getsockname()[1]
+
+    async def start(self) -> None:
+        await self.pool.start()
+        host, port = self.config["server.host"], self.config["server.port"]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+        listener.setblocking(False)
+        self._listener = listener
+        log.info(
+            "rexec compute node listening on %s:%d (pool: %s, initial %d, max %d)",
+            host,
+            self.port,
+            self.pool.mode,
+            self.config["pool.initial"],
+            self.config["pool.max"],
+        )
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, self.stop)
+        accept = asyncio.ensure_future(self._accept_loop())
+        await self._stopped.wait()
+        accept.cancel()
+        await self.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._connections):
+            task.cancel()
+        await self.pool.stop()
+        log.info("rexec compute node stopped")
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            client, address = await loop.sock_accept(self._listener)
+            task = asyncio.ensure_future(self._connect(client, address))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _connect(self, client: socket.socket, address: Any) -> None:
+        session = f"s{next(self._ids)}"
+        peer = f"{address[0]}:{address[1]}"
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            shell = await self.pool.acquire(self.config["pool.wait_timeout"])
+            if shell is None:
+                stats = self.pool.stats()
+                log.warning(
+                    "session %s from %s refused: no R shell free within %.1fs (busy %d, max %d)",
+                    session,
+                    peer,
+                    self.config["pool.wait_timeout"],
+                    stats.busy,
+                    self.config["pool.max"],
+                )
+                return
+            self.pool.hand_over(shell, client, session)
+            log.info("session %s from %s -> shell %d", session, peer, shell.pid)
+        except OSError as exc:
+            log.warning("session %s from %s failed: %s", session, peer, exc)
+        finally:
+            client.close()
+
+    async def _on_message(self, shell: Shell, message: dict[str, Any]) -> dict[str, Any] | None:
+        op = message.get("op")
+        if op == "login":
+            ok = await self._check_login(str(message.get("user", "")), str(message.get("password")))
+            log.info("session %s login %r: %s", shell.session, message.get("user"), ok)
+            return {"op": "login", "ok": ok}
+        if op == "shutdown":
+            log.warning("session %s asked the server to shut down", shell.session)
+            self.stop()
+            return None
+        log.warning("unknown message from shell %d: %r", shell.pid, op)
+        return None
+
+    async def _check_login(self, user: str, password: str) -> bool:
+        if self.users is None:
+            return True  # as Rserve: no users file means every login succeeds
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.users.verify, user, password
+        )
+
+
+def serve(config: Config) -> None:
+    logging.basicConfig(
+        level=config["log.level"].upper(),
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    asyncio.run(ComputeServer(config).serve_forever())

@@ -1,0 +1,258 @@
+"""One QAP1 session: the request loop a shell runs on its client socket.
+
+Runs inside the shell process, blocking: read a 16-byte header, read the payload
+straight into one buffer, dispatch, send the reply with one ``sendmsg`` where possible.
+R work goes through :class:`rexec.rshell.shell.RShell`; bytes through :mod:`rexec.protocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rexec.config import Config
+from rexec.pool.channel import Channel
+from rexec.protocol import framing
+from rexec.protocol.constants import DT, HEADER_LENGTH, Cmd, Err, is_special
+from rexec.protocol.errors import ProtocolError
+from rexec.protocol.params import Param, decode_params, encode_params, sexp_param
+from rexec.rshell.shell import RError, RShell
+
+log = logging.getLogger("rexec.session")
+
+_DISCARD_CHUNK = 1 << 20
+_JOIN_LIMIT = 64 * 1024
+
+
+class Closed(Exception):
+    """The client went away (or must be disconnected)."""
+
+
+class Session:
+    def __init__(self, sock: socket.socket, shell: RShell, channel: Channel, config: Config):
+        self.sock = sock
+        self.shell = shell
+        self.channel = channel
+        self.config = config
+        self.auth_required = config["auth.required"]
+        self.authenticated = False
+        self.maxinbuf = config["limits.maxinbuf"]
+        self._header = bytearray(HEADER_LENGTH)
+        self._handlers: dict[int, Callable[[memoryview], list[Any]]] = {
+            Cmd.LOGIN: self.login,
+            Cmd.EVAL: self.eval,
+            Cmd.VOID_EVAL: self.void_eval,
+            Cmd.SET_SEXP: self.set_sexp,
+            Cmd.ASSIGN_SEXP: self.assign_sexp,
+            Cmd.SER_EVAL: self.ser_eval,
+            Cmd.SER_EEVAL: self.ser_eeval,
+            Cmd.SER_ASSIGN: self.ser_assign,
+            Cmd.SHUTDOWN: self.shutdown,
+            Cmd.SET_BUFFER_SIZE: lambda payload: framing.ok(),
+            Cmd.CTRL_EVAL: self.unsupported,
+            Cmd.CTRL_SOURCE: self.unsupported,
+            Cmd.CTRL_SHUTDOWN: self.unsupported,
+        }
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        self.sock.setblocking(True)
+        self.sock.sendall(framing.id_string(auth=self.auth_required, plaintext=self.auth_required))
+        try:
+            while True:
+                self.step()
+        except Closed:
+            pass
+        finally:
+            self.sock.close()
+
+    def step(self) -> None:
+        header = self._read_header()
+        cmd, length = header.cmd, header.length
+        started = time.perf_counter()
+        if length >= self.maxinbuf and not is_special(cmd):
+            self._discard(length)
+            self._send([framing.error(Err.DATA_OVERFLOW)])
+            log.warning("request of %d bytes refused (limits.maxinbuf)", length)
+            return
+        payload = self._read_payload(length)
+        if self.auth_required and not self.authenticated and cmd != Cmd.LOGIN:
+            self._send([framing.error(Err.AUTH_FAILED)])
+            raise Closed
+        handler = self._handlers.get(cmd, self.invalid)
+        try:
+            reply = handler(payload)
+        except ProtocolError as exc:
+            reply = [framing.error(exc.status)]
+        except RError as exc:
+            reply = [framing.error(exc.status & 0x7F)]
+        try:
+            self._send(reply)
+        finally:
+            self.shell.release()
+        log.debug("cmd 0x%x %d bytes in %.6fs", cmd, length, time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ I/O
+    def _read_header(self) -> framing.Header:
+        view = memoryview(self._header)
+        got = 0
+        while got < HEADER_LENGTH:
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                if got:  # a truncated header: Rserve answers ERR_conn_broken
+                    self._send([framing.error(Err.CONN_BROKEN)])
+                raise Closed
+            got += n
+        return framing.unpack_header(self._header)
+
+    def _read_payload(self, length: int) -> memoryview:
+        buffer = bytearray(length)
+        view = memoryview(buffer)
+        got = 0
+        while got < length:
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                raise Closed
+            got += n
+        return view
+
+    def _discard(self, length: int) -> None:
+        scratch = bytearray(min(length, _DISCARD_CHUNK))
+        while length:
+            n = self.sock.recv_into(scratch, min(length, len(scratch)))
+            if n == 0:
+                raise Closed
+            length -= n
+
+    def _send(self, chunks: list[Any]) -> None:
+        total = sum(len(c) for c in chunks)
+        try:
+            if total <= _JOIN_LIMIT:
+                self.sock.sendall(b"".join(chunks))
+                return
+            views = [memoryview(c).cast("B") for c in chunks]
+            while views:
+                sent = self.sock.sendmsg(views)
+                while sent:
+                    if sent >= len(views[0]):
+                        sent -= len(views.pop(0))
+                    else:
+                        views[0] = views[0][sent:]
+                        sent = 0
+        except OSError as exc:
+            raise Closed from exc
+
+    # ------------------------------------------------------------------ helpers
+    def _params(self, payload: memoryview) -> list[Param]:
+        return decode_params(payload)
+
+    def _result(self, x: Any) -> list[Any]:
+        chunks, _ = encode_params([sexp_param(self.shell.to_sexp(x))])
+        return framing.ok(chunks)
+
+    def _evaluate(self, payload: memoryview) -> Any:
+        params = self._params(payload)
+        if not params or params[0].dt not in (DT.STRING, DT.SEXP):
+            raise ProtocolError("eval needs a string or an R object", Err.INV_PAR)
+        if params[0].dt == DT.STRING:
+            return self.shell.eval_text(params[0].value)
+        return self.shell.eval_object(params[0].value)
+
+    # ------------------------------------------------------------------ commands
+    def eval(self, payload: memoryview) -> list[Any]:
+        return self._result(self._evaluate(payload))
+
+    def void_eval(self, payload: memoryview) -> list[Any]:
+        self._evaluate(payload)
+        return framing.ok()
+
+    def _assign(self, payload: memoryview, parse_name: bool) -> list[Any]:
+        params = self._params(payload)
+        if len(params) < 2 or params[0].dt != DT.STRING:
+            raise ProtocolError("assignment needs a name and a value", Err.INV_PAR)
+        name_text = params[0].value
+        if parse_name:
+            exprs = self.shell.parse(name_text)
+            if not len(exprs_items := self._expression_items(exprs)):
+                raise ProtocolError("empty name", Err.INV_PAR)
+            name = exprs_items[0]
+        else:
+            name = self.shell.string(name_text)
+        value = params[1]
+        if value.dt == DT.STRING:
+            r_value = self.shell.string(value.value)
+        elif value.dt == DT.SEXP:
+            r_value = self.shell.from_sexp(value.value)
+        else:
+            raise ProtocolError("the value must be a string or an R object", Err.INV_PAR)
+        self.shell.assign(name, r_value)
+        return framing.ok()
+
+    def _expression_items(self, exprs: Any) -> list[Any]:
+        from rexec.rshell.embedded import rlib
+
+        return [rlib.VECTOR_ELT(exprs, i) for i in range(rlib.Rf_xlength(exprs))]
+
+    def set_sexp(self, payload: memoryview) -> list[Any]:
+        return self._assign(payload, parse_name=False)
+
+    def assign_sexp(self, payload: memoryview) -> list[Any]:
+        return self._assign(payload, parse_name=True)
+
+    def ser_eval(self, payload: memoryview) -> list[Any]:
+        return framing.ok([self.shell.ser_eval(payload, rounds=1)])
+
+    def ser_eeval(self, payload: memoryview) -> list[Any]:
+        return framing.ok([self.shell.ser_eval(payload, rounds=2)])
+
+    def ser_assign(self, payload: memoryview) -> list[Any]:
+        self.shell.ser_assign(payload)
+        return framing.ok()
+
+    def login(self, payload: memoryview) -> list[Any]:
+        params = self._params(payload)
+        if not params or params[0].dt != DT.STRING:
+            raise ProtocolError("login needs user and password", Err.INV_PAR)
+        if self.authenticated:  # a second login is an invalid command in Rserve
+            return [framing.error(Err.INV_CMD)]
+        user, _, rest = bytes(params[0].value).partition(b"\n")
+        password = rest.split(b"\n")[0].split(b"\r")[0]
+        answer = self.channel.request(
+            {
+                "op": "login",
+                "user": user.decode("utf-8", "replace"),
+                "password": password.decode("utf-8", "replace"),
+            }
+        )
+        if answer.get("ok"):
+            self.authenticated = True
+            return framing.ok()
+        if self.auth_required:
+            self._send([framing.error(Err.AUTH_FAILED)])
+            raise Closed
+        return [framing.error(Err.INV_CMD)]
+
+    def shutdown(self, payload: memoryview) -> list[Any]:
+        policy = self.config["server.shutdown"]
+        allowed = policy == "any" or (policy == "auth" and self.authenticated)
+        if not allowed:
+            log.warning("shutdown refused (server.shutdown = %s)", policy)
+            return [framing.error(Err.DISABLED)]
+        self._send(framing.ok())
+        self.channel.send({"op": "shutdown", "pid": os.getpid()})
+        raise Closed
+
+    def unsupported(self, payload: memoryview) -> list[Any]:
+        return [framing.error(Err.UNSUPPORTED_CMD)]
+
+    def invalid(self, payload: memoryview) -> list[Any]:
+        return [framing.error(Err.INV_CMD)]
+
+
+def serve(sock: socket.socket, shell: RShell, channel: Channel, config: Config) -> None:
+    """Worker handler: serve one client connection until it closes."""
+    Session(sock, shell, channel, config).run()

@@ -1,0 +1,173 @@
+"""Settings, each declared once: the TOML file, the CLI flags and the docs all come from here.
+
+A setting's key is its dotted TOML path (``pool.max`` is ``max`` in the ``[pool]``
+table). Precedence: built-in default < config file < command-line flag.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def validate(self, value: Any) -> Any:
+        expected = self.type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.key}: expected {expected.__name__}, got {value!r}")
+        if expected is list and not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{self.key}: expected a list of strings")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{self.key}: must be one of {', '.join(self.choices)}")
+        return value
+
+
+class ConfigError(ValueError):
+    """A config file or flag with an unknown key or a value of the wrong type."""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server.host", "127.0.0.1", "Address to listen on. Loopback only by default."),
+    Setting("server.port", 6311, "TCP port (Rserve's default)."),
+    Setting(
+        "server.shutdown",
+        "auth",
+        "Who may stop the server with the QAP shutdown command: `disabled`, `auth` "
+        "(an authenticated user; with authentication off nobody) or `any` (Rserve's default).",
+        ("disabled", "auth", "any"),
+    ),
+    Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
+    Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
+    Setting(
+        "pool.wait_timeout",
+        10.0,
+        "Seconds a new connection waits for a shell when all are busy before it is refused.",
+    ),
+    Setting(
+        "pool.mode",
+        "fork" if hasattr(os, "fork") else "spawn",
+        "`fork`: shells are forked from a warm template R that already ran the start-up "
+        "code. `spawn`: each shell is a new process that starts R itself (no fork; Windows).",
+        ("fork", "spawn"),
+    ),
+    Setting("startup.packages", [], "Packages every session starts with (`library()`-ed once)."),
+    Setting("startup.source", [], "R files `source()`-d once at start-up, in order."),
+    Setting("startup.eval", [], "R expressions evaluated once at start-up, in order."),
+    Setting("r.args", ["--vanilla", "--quiet"], "Arguments R is initialised with."),
+    Setting(
+        "auth.required",
+        False,
+        "Require a QAP login (plaintext, checked against `auth.users_file`) before any command.",
+    ),
+    Setting(
+        "auth.users_file", "", "Users file (`rexec users add`); passwords stored as argon2 hashes."
+    ),
+    Setting(
+        "session.workdir",
+        "",
+        "Parent of the per-session working directories (`conn<pid>`, removed when the "
+        "session ends). Empty: `<system temp>/rexec`.",
+    ),
+    Setting(
+        "limits.maxinbuf",
+        256 * 1024 * 1024,
+        "Largest accepted request payload in bytes; larger ones are discarded and answered "
+        "with ERR_data_overflow (0x4b), as in Rserve.",
+    ),
+    Setting("log.level", "info", "Log level.", ("debug", "info", "warning", "error")),
+)
+
+_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+class Config(Mapping[str, Any]):
+    """An immutable, validated view of every setting."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        merged = {s.key: s.default for s in SETTINGS}
+        for key, value in (values or {}).items():
+            if key not in _BY_KEY:
+                raise ConfigError(f"unknown setting {key!r}")
+            merged[key] = _BY_KEY[key].validate(value)
+        self._values = merged
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed; keys use ``_`` for ``.`` (``pool_max=4``)."""
+        values = dict(self._values)
+        for name, value in changes.items():
+            values[name.replace("__", ".").replace("_", ".", 1)] = value
+        return Config(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    @property
+    def workdir(self) -> Path:
+        import tempfile
+
+        return Path(self["session.workdir"] or Path(tempfile.gettempdir()) / "rexec")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the TOML file at ``path`` (if any), then non-None ``overrides``."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as handle:
+            values.update(_flatten(tomllib.load(handle)))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Config(values)
+
+
+def reference_table() -> str:
+    """The configuration reference as a Markdown table (kept in README.md, checked by a test)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = _toml_value(s.default)
+        rows.append(f"| `{s.key}` | `{default}` | {s.doc} |")
+    return "\n".join(rows)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)

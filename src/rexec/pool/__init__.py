@@ -1,0 +1,1 @@
+"""Process management: a supervisor of pre-started R shells (fork or spawn)."""

@@ -1,0 +1,49 @@
+"""The control channel between the supervisor and one worker: JSON lines over a
+Unix socket pair, plus file descriptors passed alongside (SCM_RIGHTS).
+
+The worker side is blocking (a shell has nothing else to do); the supervisor side
+is asyncio (see :mod:`rexec.pool.supervisor`).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+MAX_MESSAGE = 64 * 1024
+
+
+class Channel:
+    """Blocking worker end of a control socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.sendall(data)
+
+    def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message and any descriptors that came with it; (None, []) at EOF."""
+        fds: list[int] = []
+        while b"\n" not in self._buffer:
+            data, new_fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+            fds.extend(new_fds)
+            if not data:
+                return None, fds
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line), fds
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send and wait for the supervisor's answer (used for logins and the like)."""
+        self.send(message)
+        reply, _ = self.receive()
+        if reply is None:
+            raise ConnectionError("supervisor went away")
+        return reply

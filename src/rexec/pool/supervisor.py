@@ -1,0 +1,342 @@
+"""The pool's arbiter: spawns R shells ahead of demand, hands each one a connection,
+notices when one exits and replaces it.
+
+Shells are separate processes. In ``fork`` mode they are forked by a template
+process that initialised R and ran the start-up code once (copy-on-write, ~ms per
+shell); in ``spawn`` mode each is a fresh interpreter that starts R itself (no fork
+needed, as on Windows). Either way a shell serves exactly one connection: the client
+socket itself is passed to it (SCM_RIGHTS), so request bytes never cross this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rexec.config import Config
+
+log = logging.getLogger("rexec.pool")
+
+#: ``on_message(shell, message)`` answers requests a shell sends (login, shutdown).
+MessageHandler = Callable[["Shell", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(eq=False)
+class Worker:
+    """The supervisor's end of one worker process (a shell or the template)."""
+
+    sock: socket.socket
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    process: asyncio.subprocess.Process | None = None
+    pid: int = 0
+
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode() + b"\n"
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.send(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.writer.close()
+
+
+@dataclass(eq=False)
+class Shell(Worker):
+    state: str = "starting"  # starting -> idle -> busy -> gone
+    tempdir: str = ""
+    session: str = ""
+    created: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PoolStats:
+    idle: int
+    busy: int
+    starting: int
+    waiting: int
+    served: int
+    failed: int
+
+
+class Pool:
+    def __init__(self, config: Config, handler: str, on_message: MessageHandler) -> None:
+        self.config = config
+        self.handler = handler
+        self.on_message = on_message
+        self.mode = config["pool.mode"]
+        self.shells: set[Shell] = set()
+        self.idle: deque[Shell] = deque()
+        self.waiters: deque[asyncio.Future[Shell]] = deque()
+        self.template: Worker | None = None
+        self._template_ready: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._served = 0
+        self._failed = 0
+        self._consecutive_failures = 0
+        self._backoff_until = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start the template (fork mode) and the initial shells; wait until they are ready."""
+        if self.mode == "fork":
+            await self._start_template()
+        self.maintain()
+        deadline = time.monotonic() + 120
+        while len(self.idle) < min(self.config["pool.initial"], self.config["pool.max"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("R shells did not become ready")
+            if self._failed and not self.idle and self._consecutive_failures >= 3:
+                raise RuntimeError("R shells fail to start; see the log above")
+            await asyncio.sleep(0.02)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop every worker: idle ones at once, busy ones after ``grace`` seconds."""
+        self._stopping = True
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.cancel()
+        for shell in list(self.idle):
+            self._signal(shell, signal.SIGTERM)
+        if self.template is not None:
+            self.template.close()
+        deadline = time.monotonic() + grace
+        while self.shells and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for shell in list(self.shells):
+            self._signal(shell, signal.SIGKILL)
+        while self.shells and time.monotonic() < deadline + 2:
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def stats(self) -> PoolStats:
+        busy = sum(1 for s in self.shells if s.state == "busy")
+        starting = sum(1 for s in self.shells if s.state == "starting")
+        return PoolStats(
+            len(self.idle), busy, starting, len(self.waiters), self._served, self._failed
+        )
+
+    # ------------------------------------------------------------------ acquiring
+    async def acquire(self, timeout: float) -> Shell | None:
+        """An idle shell, waiting up to ``timeout`` seconds; None if none became free."""
+        while self.idle:
+            shell = self.idle.popleft()
+            if shell.state == "idle":
+                shell.state = "busy"
+                self.maintain()
+                return shell
+        waiter: asyncio.Future[Shell] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self.maintain()
+        try:
+            shell = await asyncio.wait_for(waiter, timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            if waiter.done() and not waiter.cancelled():
+                self._make_idle(waiter.result())  # it arrived just too late: give it back
+            return None
+        finally:
+            with contextlib.suppress(ValueError):
+                self.waiters.remove(waiter)
+        return shell
+
+    def hand_over(self, shell: Shell, client: socket.socket, session: str) -> None:
+        """Pass the client socket to the shell; the caller then closes its own copy."""
+        shell.session = session
+        shell.send({"op": "serve", "session": session}, [client.fileno()])
+        self._served += 1
+
+    def _make_idle(self, shell: Shell) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                shell.state = "busy"
+                waiter.set_result(shell)
+                return
+        shell.state = "idle"
+        self.idle.append(shell)
+
+    # ------------------------------------------------------------------ keeping the count
+    def maintain(self) -> None:
+        """Start shells until ``pool.initial`` are idle or starting (more while
+        connections wait), never exceeding ``pool.max`` alive."""
+        if self._stopping:
+            return
+        if time.monotonic() < self._backoff_until:
+            self._later(self._backoff_until - time.monotonic(), self.maintain)
+            return
+        if self.mode == "fork" and (self.template is None or not self._template_is_ready()):
+            return
+        ready_or_starting = len(self.idle) + sum(1 for s in self.shells if s.state == "starting")
+        wanted = max(self.config["pool.initial"], len(self.waiters)) - ready_or_starting
+        room = self.config["pool.max"] - len(self.shells)
+        for _ in range(max(0, min(wanted, room))):
+            self._spawn_shell()
+
+    def _template_is_ready(self) -> bool:
+        return self._template_ready is not None and self._template_ready.done()
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_later(max(delay, 0.0), callback)
+
+    def _spawn_shell(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.mode == "fork":
+            assert self.template is not None
+            try:
+                self.template.send({"op": "fork"}, [child.fileno()])
+            except OSError:
+                parent.close()
+                child.close()
+                return
+            child.close()
+            self._track(self._attach_shell(parent, None))
+        else:
+            self._track(self._spawn_process(parent, child))
+
+    async def _spawn_process(self, parent: socket.socket, child: socket.socket) -> None:
+        try:
+            process = await self._exec("shell", child)
+        finally:
+            child.close()
+        await self._attach_shell(parent, process)
+
+    async def _exec(self, role: str, child: socket.socket) -> asyncio.subprocess.Process:
+        config_json = json.dumps(self.config.to_dict())
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "rexec.pool.worker",
+            role,
+            str(child.fileno()),
+            config_json,
+            self.handler,
+            pass_fds=[child.fileno()],
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    async def _attach_shell(
+        self, sock: socket.socket, process: asyncio.subprocess.Process | None
+    ) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        shell = Shell(sock=sock, reader=reader, writer=writer, process=process)
+        self.shells.add(shell)
+        try:
+            await self._listen(shell)
+        finally:
+            await self._shell_gone(shell)
+
+    async def _listen(self, shell: Shell) -> None:
+        while True:
+            line = await shell.reader.readline()
+            if not line:
+                return
+            message = json.loads(line)
+            if message.get("op") == "ready":
+                shell.pid = message["pid"]
+                shell.tempdir = message.get("tempdir", "")
+                self._consecutive_failures = 0
+                if self._stopping:
+                    self._signal(shell, signal.SIGTERM)
+                else:
+                    self._make_idle(shell)
+            else:
+                reply = await self.on_message(shell, message)
+                if reply is not None:
+                    shell.send(reply)
+
+    async def _shell_gone(self, shell: Shell) -> None:
+        was = shell.state
+        shell.state = "gone"
+        self.shells.discard(shell)
+        with contextlib.suppress(ValueError):
+            self.idle.remove(shell)
+        shell.close()
+        if shell.process is not None:
+            await shell.process.wait()
+        if shell.pid:
+            shutil.rmtree(self.config.workdir / f"conn{shell.pid}", ignore_errors=True)
+        if shell.tempdir and self.mode == "fork":
+            shutil.rmtree(shell.tempdir, ignore_errors=True)
+        if was == "starting":
+            self._failed += 1
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= 3:
+                self._backoff_until = time.monotonic() + min(30, self._consecutive_failures)
+            log.error("an R shell exited before it was ready")
+        elif was == "idle":
+            log.warning("idle R shell %d exited; replacing it", shell.pid)
+        else:
+            log.debug("R shell %d finished session %s", shell.pid, shell.session)
+        self.maintain()
+
+    # ------------------------------------------------------------------ the template
+    async def _start_template(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await self._exec("template", child)
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        self.template = Worker(sock=parent, reader=reader, writer=writer, process=process)
+        self._template_ready = asyncio.get_running_loop().create_future()
+        self._track(self._watch_template(self.template, self._template_ready))
+        await asyncio.wait_for(asyncio.shield(self._template_ready), 120)
+
+    async def _watch_template(self, template: Worker, ready: asyncio.Future[None]) -> None:
+        while True:
+            line = await template.reader.readline()
+            if not line:
+                break
+            if json.loads(line).get("op") == "ready" and not ready.done():
+                template.pid = json.loads(line)["pid"]
+                ready.set_result(None)
+                log.info("R template %d ready", template.pid)
+                self.maintain()
+        template.close()
+        assert template.process is not None
+        code = await template.process.wait()
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"R template failed to start (exit {code})"))
+            return
+        if not self._stopping:
+            log.error("R template exited (code %s); starting a new one", code)
+            self.template = None
+            await asyncio.sleep(1)
+            self._track(self._restart_template())
+
+    async def _restart_template(self) -> None:
+        try:
+            await self._start_template()
+        except Exception:
+            log.exception("could not restart the R template")
+        self.maintain()
+
+    # ------------------------------------------------------------------ helpers
+    def _signal(self, shell: Shell, signum: int) -> None:
+        if shell.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(shell.pid, signum)
+        else:
+            shell.close()
+
+    def _track(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,132 @@
+"""Worker processes: the warm template (fork mode) and the shells that serve connections.
+
+A shell starts (forked from the template, or spawned as a new process), makes itself a
+private working directory and R temp directory, says ``ready``, waits for one client
+socket, serves it with the configured handler and exits. It knows nothing about the
+pool beyond its control channel.
+
+Run as ``python -m rexec.pool.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rexec.config import Config
+from rexec.pool.channel import Channel
+
+log = logging.getLogger("rexec.worker")
+
+Handler = Callable[[socket.socket, Any, Channel, Config], None]
+
+
+def _load_handler(path: str) -> Handler:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _start_r(config: Config) -> Any:
+    from rexec.rshell import shell
+
+    startup = shell.Startup(
+        packages=tuple(config["startup.packages"]),
+        source=tuple(config["startup.source"]),
+        eval=tuple(config["startup.eval"]),
+        r_args=tuple(config["r.args"]),
+    )
+    return shell.start(startup)
+
+
+def _private_session(config: Config, forked: bool) -> tuple[Path, str]:
+    """A working directory of this shell's own and, when forked, its own R temp dir."""
+    from rexec.rshell import embedded
+
+    root = config.workdir
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = root / f"conn{os.getpid()}"
+    workdir.mkdir(mode=0o700, exist_ok=True)
+    os.chdir(workdir)
+    tempdir = embedded.new_tempdir() if forked else os.environ.get("R_SESSION_TMPDIR", "")
+    return workdir, tempdir
+
+
+def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, forked: bool) -> None:
+    """Say ready, take one client socket, serve it, clean up. Never returns."""
+    code = 0
+    workdir, tempdir = _private_session(config, forked)
+    try:
+        if forked:
+            shell.reseed()
+        channel.send({"op": "ready", "pid": os.getpid(), "tempdir": tempdir})
+        message, fds = channel.receive()
+        if message is not None and message.get("op") == "serve" and fds:
+            client = socket.socket(fileno=fds[0])
+            handler(client, shell, channel, config)
+    except Exception:
+        log.exception("shell %d failed", os.getpid())
+        code = 1
+    finally:
+        os.chdir("/")
+        shutil.rmtree(workdir, ignore_errors=True)
+        if tempdir:
+            shutil.rmtree(tempdir, ignore_errors=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run_template(channel: Channel, config: Config, handler: Handler) -> None:
+    """Initialise R once, then fork a shell for every ``fork`` request until EOF."""
+    shell = _start_r(config)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
+    channel.send({"op": "ready", "pid": os.getpid()})
+    while True:
+        message, fds = channel.receive()
+        if message is None:
+            return
+        if message.get("op") != "fork" or not fds:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            channel.sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            serve_one(Channel(socket.socket(fileno=fds[0])), shell, config, handler, forked=True)
+        os.close(fds[0])
+
+
+def run_spawned(channel: Channel, config: Config, handler: Handler) -> None:
+    shell = _start_r(config)
+    serve_one(channel, shell, config, handler, forked=False)
+
+
+def main(argv: list[str]) -> None:
+    role, fd, config_json, handler_path = argv
+    config = Config(json.loads(config_json))
+    logging.basicConfig(
+        level=config["log.level"].upper(),
+        format=f"%(asctime)s %(levelname)s [{role} %(process)d] %(message)s",
+    )
+    logging.getLogger("rpy2").setLevel(logging.WARNING)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    channel = Channel(socket.socket(fileno=int(fd)))
+    handler = _load_handler(handler_path)
+    if role == "template":
+        run_template(channel, config, handler)
+    else:
+        run_spawned(channel, config, handler)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,454 @@
+"""The SEXP codec: :class:`Sexp` trees to QAP1 bytes and back, as Rserve 1.8 does it.
+
+Encoding returns a list of buffer chunks so that large vector bodies go to the socket
+without being copied; small pieces (headers, short vectors) are joined into a few
+chunks so that ``socket.sendmsg`` stays well under its iovec limit. Decoding returns
+vector data as zero-copy ``memoryview`` slices of the input and raises only
+:class:`ProtocolError`, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from rexec.protocol.constants import (
+    LARGE_THRESHOLD,
+    NA_INTEGER,
+    NA_LOGICAL_BYTE,
+    XT,
+    XT_HAS_ATTR,
+    XT_LARGE,
+)
+from rexec.protocol.errors import ProtocolError
+from rexec.protocol.sexp import Sexp
+
+BytesLike = bytes | bytearray | memoryview
+
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_HEADER_LARGE = struct.Struct("<II")
+_NA_REAL_LOW_WORD = 1954
+#: Pieces smaller than this are joined; larger ones are passed through uncopied.
+_COPY_LIMIT = 1 << 16
+_MAX_LENGTH = 1 << 56
+
+_XT_BY_CODE = {int(x): x for x in XT}
+_ITEM_SIZE = {XT.ARRAY_INT: 4, XT.ARRAY_DOUBLE: 8, XT.ARRAY_CPLX: 16}
+_SEQUENCES = frozenset({XT.VECTOR, XT.VECTOR_EXP, XT.LIST_NOTAG, XT.LANG_NOTAG})
+_PAIRLISTS = frozenset({XT.LIST_TAG, XT.LANG_TAG})
+
+
+class Symbol(str):
+    """An R symbol (``quote(x)``) as returned by :func:`to_python`, distinct from a string."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Symbol({str.__repr__(self)})"
+
+
+def byte_view(data: Any) -> memoryview:
+    """A flat unsigned-byte view of any contiguous buffer (bytes, array, numpy...)."""
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_sexp(s: Sexp) -> tuple[list[BytesLike], int]:
+    """Encode ``s`` as Rserve would; returns ``(chunks, total_length)``.
+
+    Raises ``ValueError``/``TypeError`` when ``s`` itself is malformed (a local bug,
+    not a protocol error).
+    """
+    out: list[BytesLike] = []
+    total = _encode(s, out)
+    return _coalesce(out), total
+
+
+def _encode(s: Sexp, out: list[BytesLike]) -> int:
+    slot = len(out)
+    out.append(b"")  # the header, filled in once the body length is known
+    length = 0 if s.attr is None else _encode(s.attr, out)
+    length += _encode_body(s, out)
+    header = length_header(int(s.xt) | (0 if s.attr is None else XT_HAS_ATTR), length)
+    out[slot] = header
+    return len(header) + length
+
+
+def length_header(code: int, length: int) -> bytes:
+    """A parameter or object header: 4 bytes, or 8 with the large flag above 0xfffff0."""
+    if length <= LARGE_THRESHOLD:
+        return _U32.pack(code | length << 8)
+    if length >= _MAX_LENGTH:
+        raise ValueError(f"{length} bytes exceed the 56-bit QAP1 length")
+    return _HEADER_LARGE.pack(code | XT_LARGE | (length & 0xFFFFFF) << 8, length >> 24)
+
+
+def _encode_body(s: Sexp, out: list[BytesLike]) -> int:
+    xt, value = s.xt, s.value
+    if xt in (XT.NULL, XT.S4):
+        return 0
+    if xt in _ITEM_SIZE:
+        view = byte_view(value)
+        if view.nbytes % _ITEM_SIZE[xt]:
+            raise ValueError(f"{XT(xt).name} data of {view.nbytes} bytes is not whole elements")
+        out.append(view)
+        return view.nbytes
+    if xt == XT.ARRAY_STR:
+        view = byte_view(value)
+        if view.nbytes and view[-1] != 0:
+            raise ValueError("ARRAY_STR data must end with a NUL")
+        out.append(view)
+        return view.nbytes + _pad(out, view.nbytes, b"\x01")
+    if xt in (XT.ARRAY_BOOL, XT.RAW):
+        view = byte_view(value)
+        if view.nbytes > 0x7FFFFFFF:
+            raise ValueError(f"{XT(xt).name} of {view.nbytes} elements has no int32 count")
+        out.append(_I32.pack(view.nbytes))
+        out.append(view)
+        fill = b"\xff" if xt == XT.ARRAY_BOOL else b"\x00"
+        return 4 + view.nbytes + _pad(out, view.nbytes, fill)
+    if xt in (XT.STR, XT.SYMNAME):
+        text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        text = bytes(text)
+        if b"\x00" in text:
+            raise ValueError(f"{XT(xt).name} text contains a NUL")
+        data = text + b"\x00" * (4 - len(text) % 4)  # at least one NUL, padded to 4
+        out.append(data)
+        return len(data)
+    if xt in _SEQUENCES:
+        return sum(_encode(child, out) for child in value)
+    if xt in _PAIRLISTS:
+        return sum(_encode(item, out) + _encode(tag, out) for item, tag in value)
+    if xt == XT.CLOS:
+        formals, body = value
+        return _encode(formals, out) + _encode(body, out)
+    if xt == XT.UNKNOWN:
+        out.append(_I32.pack(value))
+        return 4
+    raise ValueError(f"cannot encode SEXP type {xt!r}")
+
+
+def _pad(out: list[BytesLike], length: int, fill: bytes) -> int:
+    pad = -length % 4
+    if pad:
+        out.append(fill * pad)
+    return pad
+
+
+def _coalesce(chunks: list[BytesLike]) -> list[BytesLike]:
+    merged: list[BytesLike] = []
+    run: list[BytesLike] = []
+    for chunk in chunks:
+        if len(chunk) < _COPY_LIMIT:
+            run.append(chunk)
+            continue
+        if run:
+            merged.append(b"".join(run))
+            run = []
+        merged.append(chunk)
+    if run:
+        merged.append(b"".join(run))
+    return merged
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_sexp(buf: BytesLike, offset: int = 0, *, max_depth: int = 256) -> tuple[Sexp, int]:
+    """Decode one object at ``offset``; returns ``(sexp, end_offset)``.
+
+    Vector values are memoryview slices of ``buf`` (no copy), so they stay valid only
+    as long as ``buf`` is not modified.
+    """
+    view = byte_view(buf)
+    if not 0 <= offset <= len(view):
+        raise ProtocolError(f"offset {offset} outside a buffer of {len(view)} bytes")
+    try:
+        return _decode(view, offset, len(view), 0, max_depth)
+    except RecursionError:
+        raise ProtocolError("object nesting too deep for the interpreter stack") from None
+
+
+def _decode(view: memoryview, pos: int, end: int, depth: int, max_depth: int) -> tuple[Sexp, int]:
+    if depth > max_depth:
+        raise ProtocolError(f"object nesting deeper than {max_depth}")
+    if end - pos < 4:
+        raise ProtocolError("truncated object header")
+    (word,) = _U32.unpack_from(view, pos)
+    code, length = word & 0xFF, word >> 8
+    pos += 4
+    if code & XT_LARGE:
+        if end - pos < 4:
+            raise ProtocolError("truncated large object header")
+        length |= _U32.unpack_from(view, pos)[0] << 24
+        pos += 4
+    xt = _XT_BY_CODE.get(code & 0x3F)
+    if xt is None:
+        raise ProtocolError(f"unknown SEXP type {code & 0x3F}")
+    attr = None
+    if xt == XT.NULL:
+        # Body-less whatever the length says: pyRserve declares 4 bytes it never sends.
+        if code & XT_HAS_ATTR:
+            attr, pos = _decode(view, pos, end, depth + 1, max_depth)
+        return Sexp(XT.NULL, None, attr), pos
+    stop = pos + length
+    if stop > end:
+        raise ProtocolError(f"{xt.name} declares {length} bytes, only {end - pos} remain")
+    if code & XT_HAS_ATTR:
+        attr, pos = _decode(view, pos, stop, depth + 1, max_depth)
+    xt, value = _decode_body(xt, view, pos, stop, depth, max_depth)
+    return Sexp(xt, value, attr), stop
+
+
+def _decode_body(
+    xt: XT, view: memoryview, pos: int, stop: int, depth: int, max_depth: int
+) -> tuple[XT, Any]:
+    size = stop - pos
+    if xt in (XT.INT, XT.DOUBLE):  # pre-0103 scalars are one-element arrays
+        xt = XT.ARRAY_INT if xt == XT.INT else XT.ARRAY_DOUBLE
+    if xt in _ITEM_SIZE:
+        if size % _ITEM_SIZE[xt]:
+            raise ProtocolError(f"{xt.name} body of {size} bytes is not whole elements")
+        return xt, view[pos:stop]
+    if xt == XT.ARRAY_STR:
+        return xt, view[pos : _last_nul(view, pos, stop)]
+    if xt in (XT.ARRAY_BOOL, XT.RAW):
+        if size < 4:
+            raise ProtocolError(f"{xt.name} body too short for its count")
+        (count,) = _U32.unpack_from(view, pos)
+        if count > size - 4:
+            raise ProtocolError(f"{xt.name} count {count} exceeds its {size - 4} data bytes")
+        return xt, view[pos + 4 : pos + 4 + count]
+    if xt == XT.BOOL:  # pre-0.6-4 logical scalar: one byte in a word
+        if size < 1:
+            raise ProtocolError("empty BOOL body")
+        return XT.ARRAY_BOOL, view[pos : pos + 1]
+    if xt in (XT.STR, XT.SYMNAME):
+        text = bytes(view[pos:stop])
+        nul = text.find(b"\x00")
+        return xt, (text if nul < 0 else text[:nul]).decode("utf-8", "surrogateescape")
+    if xt == XT.S4:
+        return xt, None
+    if xt in _SEQUENCES:
+        children = []
+        while pos < stop:
+            child, pos = _decode(view, pos, stop, depth + 1, max_depth)
+            children.append(child)
+        return xt, children
+    if xt in _PAIRLISTS:
+        pairs = []
+        while pos < stop:
+            item, pos = _decode(view, pos, stop, depth + 1, max_depth)
+            if pos >= stop:
+                raise ProtocolError(f"{xt.name} element without a tag")
+            tag, pos = _decode(view, pos, stop, depth + 1, max_depth)
+            pairs.append((item, tag))
+        return xt, pairs
+    if xt == XT.CLOS:
+        formals, pos = _decode(view, pos, stop, depth + 1, max_depth)
+        body, pos = _decode(view, pos, stop, depth + 1, max_depth)
+        return xt, (formals, body)
+    if xt == XT.UNKNOWN:
+        if size < 4:
+            raise ProtocolError("UNKNOWN body too short")
+        return xt, _I32.unpack_from(view, pos)[0]
+    raise ProtocolError(f"unsupported SEXP type {xt.name}")
+
+
+def _last_nul(view: memoryview, start: int, stop: int) -> int:
+    """End of the last NUL-terminated element: Rserve ignores bytes after it (padding)."""
+    i = stop
+    while i > start and stop - i < 8:  # valid padding is at most 3 bytes
+        if view[i - 1] == 0:
+            return i
+        i -= 1
+    return start + bytes(view[start:stop]).rfind(b"\x00") + 1
+
+
+# --------------------------------------------------------------------------- values
+
+
+def encode_strings(items: Iterable[str | bytes | None]) -> bytes:
+    """ARRAY_STR data (without padding): UTF-8, NUL-terminated, NA as ``ff 00``."""
+    parts = []
+    for item in items:
+        if item is None:
+            parts.append(b"\xff")
+            continue
+        data = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+        if b"\x00" in data:
+            raise ValueError("R strings cannot contain NUL")
+        parts.append(b"\xff" + data if data[:1] == b"\xff" else data)
+    if not parts:
+        return b""
+    parts.append(b"")
+    return b"\x00".join(parts)
+
+
+def decode_strings(data: BytesLike) -> list[str | None]:
+    """Elements of ARRAY_STR data, following Rserve: one per NUL, trailing bytes dropped."""
+    pieces = bytes(data).split(b"\x00")
+    del pieces[-1]  # after the last NUL: padding or nothing
+    return [
+        (None if len(p) == 1 else p[1:].decode("utf-8", "surrogateescape"))
+        if p[:1] == b"\xff"
+        else p.decode("utf-8", "surrogateescape")
+        for p in pieces
+    ]
+
+
+def to_python(s: Sexp) -> Any:
+    """A plain Python rendering of ``s`` (lossy: attributes other than names are dropped).
+
+    Vectors become lists with NA as None, raw becomes bytes, a list with names becomes a
+    dict, tagged pairlists become lists of ``(name | None, value)``; closures, S4 and
+    other unusual objects are returned as the :class:`Sexp` itself.
+    """
+    xt, value = s.xt, s.value
+    if xt == XT.NULL:
+        return None
+    if xt == XT.ARRAY_INT:
+        ints = _unpack("i", value, 4)
+        return [None if v == NA_INTEGER else v for v in ints] if NA_INTEGER in ints else list(ints)
+    if xt == XT.ARRAY_DOUBLE:
+        return _doubles(value)
+    if xt == XT.ARRAY_CPLX:
+        parts = _doubles(value)
+        return [
+            None if re is None or im is None else complex(re, im)
+            for re, im in zip(parts[::2], parts[1::2], strict=True)
+        ]
+    if xt == XT.ARRAY_BOOL:
+        return [True if b == 1 else False if b == 0 else None for b in bytes(value)]
+    if xt == XT.ARRAY_STR:
+        return decode_strings(value)
+    if xt == XT.RAW:
+        return bytes(value)
+    if xt in (XT.STR, XT.SYMNAME):
+        return Symbol(value) if xt == XT.SYMNAME else value
+    if xt in _SEQUENCES:
+        items = [to_python(child) for child in value]
+        names = s.attribute("names")
+        if xt == XT.VECTOR and names is not None and names.xt == XT.ARRAY_STR:
+            keys = decode_strings(names.value)
+            if len(keys) == len(items) and None not in keys and len(set(keys)) == len(keys):
+                return dict(zip(keys, items, strict=True))
+        return items
+    if xt in _PAIRLISTS:
+        return [
+            (tag.value if tag.xt == XT.SYMNAME else None, to_python(item)) for item, tag in value
+        ]
+    return s
+
+
+def _unpack(fmt: str, data: BytesLike, size: int) -> tuple[Any, ...]:
+    view = byte_view(data)
+    return struct.unpack(f"<{view.nbytes // size}{fmt}", view)
+
+
+def _doubles(data: BytesLike) -> list[float | None]:
+    values = list(_unpack("d", data, 8))
+    if any(math.isnan(v) for v in values):
+        low_words = _unpack("I", data, 4)[::2]
+        for i, v in enumerate(values):
+            if math.isnan(v) and low_words[i] == _NA_REAL_LOW_WORD:
+                values[i] = None
+    return values
+
+
+_NA_REAL = struct.unpack("<d", struct.pack("<II", _NA_REAL_LOW_WORD, 0x7FF00000))[0]
+_INT32_MIN = -(2**31) + 1  # -2**31 is NA_integer_
+_INT32_MAX = 2**31 - 1
+#: Buffer formats (as numpy / array.array report them) sent without conversion.
+_NATIVE_FORMATS = {
+    "d": XT.ARRAY_DOUBLE,
+    "<d": XT.ARRAY_DOUBLE,
+    "Zd": XT.ARRAY_CPLX,
+    "<Zd": XT.ARRAY_CPLX,
+    "i": XT.ARRAY_INT,
+    "<i": XT.ARRAY_INT,
+}
+
+
+def from_python(obj: Any) -> Sexp:
+    """A :class:`Sexp` for a Python value.
+
+    None, bool, int, float, complex, str, bytes and :class:`Symbol` map to the matching
+    R type; a list or tuple of one scalar kind (None meaning NA) becomes an atomic
+    vector, any other list a generic list; a dict becomes a named list. One-dimensional
+    float64/int32/complex128 buffers (numpy, ``array``) are sent as they are.
+    """
+    if obj is None:
+        return Sexp(XT.NULL)
+    if isinstance(obj, Sexp):
+        return obj
+    if isinstance(obj, Symbol):
+        return Sexp(XT.SYMNAME, str(obj))
+    if isinstance(obj, (bytes, bytearray)):
+        return Sexp(XT.RAW, bytes(obj))
+    if isinstance(obj, dict):
+        names = Sexp(XT.ARRAY_STR, encode_strings(str(k) for k in obj))
+        attr = Sexp(XT.LIST_TAG, [(names, Sexp(XT.SYMNAME, "names"))])
+        return Sexp(XT.VECTOR, [from_python(v) for v in obj.values()], attr)
+    if isinstance(obj, (list, tuple)):
+        atomic = _atomic(obj)
+        return atomic if atomic is not None else Sexp(XT.VECTOR, [from_python(v) for v in obj])
+    if _kind(obj) is not None:
+        atomic = _atomic([obj])
+        assert atomic is not None
+        return atomic
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(f"cannot convert {type(obj).__name__} to an R object") from None
+    if view.ndim == 0 and hasattr(obj, "item"):  # a numpy scalar
+        return from_python(obj.item())
+    if view.format in ("B", "b", "c"):
+        return Sexp(XT.RAW, bytes(view))
+    xt = _NATIVE_FORMATS.get(view.format)
+    if xt is None or view.ndim != 1 or sys.byteorder != "little":
+        raise TypeError(f"cannot send a buffer of format {view.format!r}, ndim {view.ndim}")
+    return Sexp(xt, byte_view(view))
+
+
+def _kind(value: Any) -> type | None:
+    """The R-relevant scalar kind of ``value`` (subclasses such as numpy scalars count)."""
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, Symbol):
+        return None
+    for kind in (int, float, complex, str):
+        if isinstance(value, kind):
+            return kind
+    return None
+
+
+def _atomic(items: Any) -> Sexp | None:
+    """The atomic vector for a homogeneous sequence, or None when it is not one."""
+    kinds = {_kind(v) for v in items if v is not None}
+    if None in kinds or not kinds or (len(kinds) > 1 and kinds != {int, float}):
+        return None
+    if kinds == {bool}:
+        data = bytes(NA_LOGICAL_BYTE if v is None else int(v) for v in items)
+        return Sexp(XT.ARRAY_BOOL, data)
+    if kinds == {int} and all(v is None or _INT32_MIN <= v <= _INT32_MAX for v in items):
+        data = [NA_INTEGER if v is None else int(v) for v in items]
+        return Sexp(XT.ARRAY_INT, struct.pack(f"<{len(data)}i", *data))
+    if kinds <= {int, float}:
+        floats = [_NA_REAL if v is None else float(v) for v in items]
+        return Sexp(XT.ARRAY_DOUBLE, struct.pack(f"<{len(floats)}d", *floats))
+    if kinds == {complex}:
+        parts: list[float] = []
+        for v in items:
+            parts += (_NA_REAL, _NA_REAL) if v is None else (v.real, v.imag)
+        return Sexp(XT.ARRAY_CPLX, struct.pack(f"<{len(parts)}d", *parts))
+    return Sexp(XT.ARRAY_STR, encode_strings(items))

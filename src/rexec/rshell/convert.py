@@ -1,0 +1,238 @@
+"""Convert between R objects (SEXP pointers) and the codec's :class:`Sexp`.
+
+Numeric vectors are never walked element by element: outgoing data is a view of
+R's own memory (``ffi.buffer``), incoming data is ``memmove``-d into a fresh vector.
+Long character vectors go through vectorised R helpers (``writeBin``/``readBin``).
+The mapping of R types to XT types follows Rserve's encoder exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rexec.protocol.constants import NA_INTEGER, XT
+from rexec.protocol.sexp import Sexp
+from rexec.rshell import capi
+from rexec.rshell.embedded import ffi, rlib
+
+#: Character vectors up to this length are converted in Python; longer ones in R.
+SMALL_STRINGS = 32
+#: Logical vectors up to this length are converted in Python; longer ones with numpy.
+SMALL_LOGICALS = 64
+
+
+class Converter:
+    """Bound to one started R; ``helpers`` is the environment built from helpers.R."""
+
+    def __init__(self, helpers: Any, call: Any) -> None:
+        self._nil = rlib.R_NilValue
+        self._na_string = rlib.R_NaString
+        self._string_body = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_body"))
+        self._string_vector = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_vector"))
+        self._call = call  # (function, *args) -> SEXP, raises on R error
+
+    # ----------------------------------------------------------------- R -> Sexp
+    def to_sexp(self, x: Any) -> Sexp:
+        t = x.sxpinfo.type
+        attrib = capi.attrib(x)
+        attr = None
+        if t != rlib.CHARSXP and attrib != self._nil and attrib.sxpinfo.type == rlib.LISTSXP:
+            attr = self._pairlist(attrib, rlib.LISTSXP)
+        if t == rlib.REALSXP:
+            return Sexp(XT.ARRAY_DOUBLE, self._view(rlib.REAL, x, 8), attr)
+        if t == rlib.INTSXP:
+            return Sexp(XT.ARRAY_INT, self._view(rlib.INTEGER, x, 4), attr)
+        if t == rlib.STRSXP:
+            return Sexp(XT.ARRAY_STR, self._strings(x), attr)
+        if t == rlib.LGLSXP:
+            return Sexp(XT.ARRAY_BOOL, self._logicals(x), attr)
+        if t == rlib.NILSXP:
+            return Sexp(XT.NULL, None, attr)
+        if t in (rlib.VECSXP, rlib.EXPRSXP):
+            n = rlib.Rf_xlength(x)
+            items = [self.to_sexp(rlib.VECTOR_ELT(x, i)) for i in range(n)]
+            return Sexp(XT.VECTOR if t == rlib.VECSXP else XT.VECTOR_EXP, items, attr)
+        if t in (rlib.LISTSXP, rlib.LANGSXP):
+            inner = self._pairlist(x, t)
+            inner.attr = attr
+            return inner
+        if t == rlib.SYMSXP:
+            return Sexp(XT.SYMNAME, self._text(rlib.PRINTNAME(x)), attr)
+        if t == rlib.RAWSXP:
+            return Sexp(XT.RAW, self._view(rlib.RAW, x, 1), attr)
+        if t == rlib.CPLXSXP:
+            return Sexp(XT.ARRAY_CPLX, self._view(rlib.COMPLEX, x, 16), attr)
+        if t == rlib.CLOSXP:
+            formals, body = capi.closure_parts(x)
+            return Sexp(XT.CLOS, (self.to_sexp(formals), self.to_sexp(body)), attr)
+        if t == rlib.S4SXP:
+            return Sexp(XT.S4, None, attr)
+        if t == rlib.CHARSXP:
+            return Sexp(XT.STR, self._text(x), None)
+        return Sexp(XT.UNKNOWN, t, attr)
+
+    def _view(self, accessor: Any, x: Any, width: int) -> Any:
+        n = rlib.Rf_xlength(x)
+        if n == 0:
+            return b""
+        return ffi.buffer(accessor(x), n * width)
+
+    def _text(self, charsxp: Any) -> str:
+        return ffi.string(rlib.R_CHAR(charsxp)).decode("utf-8", "surrogateescape")
+
+    def _pairlist(self, x: Any, t: int) -> Sexp:
+        nil = self._nil
+        items: list[tuple[Sexp, Sexp]] = []
+        tagged = False
+        while x != nil:
+            tag = rlib.TAG(x)
+            if tag != nil:
+                tagged = True
+            items.append((self.to_sexp(rlib.CAR(x)), tag))
+            x = rlib.CDR(x)
+        lang = t == rlib.LANGSXP
+        if tagged:
+            pairs = [(value, self.to_sexp(tag)) for value, tag in items]
+            return Sexp(XT.LANG_TAG if lang else XT.LIST_TAG, pairs)
+        return Sexp(XT.LANG_NOTAG if lang else XT.LIST_NOTAG, [value for value, _ in items])
+
+    def _strings(self, x: Any) -> bytes:
+        n = rlib.Rf_xlength(x)
+        if n > SMALL_STRINGS:
+            body = self._call(self._string_body, x)
+            return bytes(ffi.buffer(rlib.RAW(body), rlib.Rf_xlength(body)))
+        parts = []
+        for i in range(n):
+            c = rlib.STRING_ELT(x, i)
+            if c == self._na_string:
+                parts.append(b"\xff\x00")
+                continue
+            data = ffi.string(rlib.R_CHAR(c))
+            if rlib.Rf_getCharCE(c) == rlib.CE_LATIN1:
+                data = data.decode("latin-1").encode()
+            if data[:1] == b"\xff":
+                data = b"\xff" + data
+            parts.append(data + b"\x00")
+        return b"".join(parts)
+
+    def _logicals(self, x: Any) -> bytes:
+        n = rlib.Rf_xlength(x)
+        if n == 0:
+            return b""
+        data = rlib.LOGICAL(x)
+        if n <= SMALL_LOGICALS:
+            return bytes(v if v in (0, 1) else 2 for v in (data[i] for i in range(n)))
+        values = np.frombuffer(ffi.buffer(data, n * 4), dtype="<i4")
+        out = np.full(n, 2, dtype=np.uint8)
+        out[values == 0] = 0
+        out[values == 1] = 1
+        return out.tobytes()
+
+    # ----------------------------------------------------------------- Sexp -> R
+    def from_sexp(self, s: Sexp) -> Any:
+        """Build the R object for ``s``; the result is PROTECTed once (caller unprotects)."""
+        xt = s.xt
+        if xt == XT.NULL:
+            x = rlib.Rf_protect(self._nil)
+        elif xt in (XT.ARRAY_INT, XT.INT):
+            x = self._vector(rlib.INTSXP, rlib.INTEGER, s.value, 4)
+        elif xt in (XT.ARRAY_DOUBLE, XT.DOUBLE):
+            x = self._vector(rlib.REALSXP, rlib.REAL, s.value, 8)
+        elif xt == XT.ARRAY_CPLX:
+            x = self._vector(rlib.CPLXSXP, rlib.COMPLEX, s.value, 16)
+        elif xt == XT.RAW:
+            x = self._vector(rlib.RAWSXP, rlib.RAW, s.value, 1)
+        elif xt in (XT.ARRAY_BOOL, XT.BOOL):
+            x = self._logical_vector(s.value)
+        elif xt == XT.ARRAY_STR:
+            x = self._string_sexp(s.value)
+        elif xt in (XT.VECTOR, XT.VECTOR_EXP):
+            kind = rlib.VECSXP if xt == XT.VECTOR else rlib.EXPRSXP
+            x = rlib.Rf_protect(rlib.Rf_allocVector(kind, len(s.value)))
+            for i, item in enumerate(s.value):
+                rlib.SET_VECTOR_ELT(x, i, self.from_sexp(item))
+                rlib.Rf_unprotect(1)
+        elif xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
+            x = self._build_pairlist([(item, None) for item in s.value], xt == XT.LANG_NOTAG)
+        elif xt in (XT.LIST_TAG, XT.LANG_TAG):
+            x = self._build_pairlist(s.value, xt == XT.LANG_TAG)
+        elif xt in (XT.SYMNAME, XT.STR):
+            x = rlib.Rf_protect(self._symbol(s.value))
+        elif xt == XT.S4:
+            x = rlib.Rf_protect(capi.alloc_s4())
+        else:  # closures, unknowns and obsolete types decode to NULL, as in Rserve
+            x = rlib.Rf_protect(self._nil)
+        if s.attr is not None and x != self._nil:
+            self._attach(x, s.attr)
+        return x
+
+    def _vector(self, kind: int, accessor: Any, data: Any, width: int) -> Any:
+        n = len(data) // width
+        x = rlib.Rf_protect(rlib.Rf_allocVector(kind, n))
+        if n:
+            ffi.memmove(accessor(x), data, n * width)
+        return x
+
+    def _logical_vector(self, data: Any) -> Any:
+        n = len(data)
+        x = rlib.Rf_protect(rlib.Rf_allocVector(rlib.LGLSXP, n))
+        if n:
+            raw = np.frombuffer(data, dtype=np.uint8)
+            values = np.where(raw > 1, NA_INTEGER, raw).astype("<i4")
+            ffi.memmove(rlib.LOGICAL(x), values.tobytes(), n * 4)
+        return x
+
+    def _string_sexp(self, body: Any) -> Any:
+        body = bytes(body)
+        n = body.count(b"\x00")
+        if n > SMALL_STRINGS:
+            raw = self._vector(rlib.RAWSXP, rlib.RAW, body, 1)
+            count = rlib.Rf_protect(rlib.Rf_ScalarInteger(n))
+            x = self._call(self._string_vector, raw, count)
+            rlib.Rf_unprotect(2)
+            return rlib.Rf_protect(x)
+        x = rlib.Rf_protect(rlib.Rf_allocVector(rlib.STRSXP, n))
+        for i, item in enumerate(body.split(b"\x00")[:n]):
+            if item == b"\xff":
+                rlib.SET_STRING_ELT(x, i, self._na_string)
+                continue
+            if item[:1] == b"\xff":
+                item = item[1:]
+            rlib.SET_STRING_ELT(x, i, rlib.Rf_mkCharLenCE(item, len(item), rlib.CE_UTF8))
+        return x
+
+    def _symbol(self, name: str) -> Any:
+        if name == "":
+            return rlib.R_MissingArg
+        return rlib.Rf_install(name.encode("utf-8", "surrogateescape"))
+
+    def _build_pairlist(self, items: list[tuple[Sexp, Sexp | None]], lang: bool) -> Any:
+        if not items:
+            return rlib.Rf_protect(self._nil)
+        head = rlib.Rf_protect(rlib.Rf_allocList(len(items)))
+        cell = head
+        for value, tag in items:
+            rlib.SETCAR(cell, self.from_sexp(value))
+            rlib.Rf_unprotect(1)
+            if tag is not None and tag.xt in (XT.SYMNAME, XT.STR) and tag.value:
+                rlib.SET_TAG(cell, self._symbol(tag.value))
+            cell = rlib.CDR(cell)
+        if lang:
+            capi.set_language(head)
+        return head
+
+    def _attach(self, x: Any, attr: Sexp) -> None:
+        if attr.xt not in (XT.LIST_TAG, XT.LIST_NOTAG):
+            return
+        pairs = attr.value if attr.xt == XT.LIST_TAG else [(v, None) for v in attr.value]
+        attributes = self._build_pairlist(pairs, lang=False)
+        capi.set_attrib(x, attributes)
+        rlib.Rf_unprotect(1)
+        if attr.xt == XT.LIST_TAG and any(
+            tag.xt == XT.SYMNAME and tag.value == "class" for _, tag in pairs
+        ):
+            capi.set_object(x)
+        if x.sxpinfo.type == rlib.S4SXP:
+            capi.set_s4(x)

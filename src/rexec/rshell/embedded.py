@@ -1,0 +1,89 @@
+"""Start the embedded R of this process and give it a private identity after a fork.
+
+Everything rexec does with R's C API goes through rpy2's low-level interface
+(``rinterface_lib.openrlib``): its ``ffi`` and ``rlib`` objects are re-exported here so
+the rest of :mod:`rexec.rshell` imports them from one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from rpy2.rinterface_lib import openrlib
+
+_started = False
+ffi: Any = openrlib.ffi
+rlib: Any = openrlib.rlib
+
+#: Keeps the bytes behind R_TempDir alive after we repoint it.
+_tempdir_buffer: ctypes.Array[ctypes.c_char] | None = None
+
+
+def ensure_utf8_locale() -> None:
+    """Make R start in a UTF-8 locale, as clients (pyRserve, Java, RSclient) assume UTF-8."""
+    current = os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG", "")
+    if "utf-8" not in current.lower() and "utf8" not in current.lower():
+        os.environ["LC_ALL"] = "C.UTF-8"
+
+
+def start_r(args: Sequence[str] = ("--vanilla", "--quiet")) -> None:
+    """Initialise R once in this process (no-op if already started)."""
+    global _started
+    if _started:
+        return
+    ensure_utf8_locale()
+    from rpy2.rinterface_lib import callbacks, embedded
+
+    embedded.set_initoptions(("rexec", *args))
+    embedded._initr(interactive=True)
+    # R's console output goes straight to this process' stdout/stderr, as in Rserve,
+    # without rpy2's per-line Python print().
+    callbacks.consolewrite_print = _write_stdout
+    callbacks.consolewrite_warnerror = _write_stderr
+    # A session has no terminal: readline() and friends read an empty line.
+    callbacks.consoleread = lambda prompt: ""
+    _started = True
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _libr() -> ctypes.CDLL:
+    from rpy2 import situation
+
+    home = situation.get_r_home()
+    path = situation.get_rlib_path(home, "Linux") if home else None
+    return ctypes.CDLL(path or "libR.so", mode=ctypes.RTLD_GLOBAL)
+
+
+def new_tempdir(parent: str | None = None) -> str:
+    """Give this (forked) R its own session temp directory and return its path.
+
+    A forked shell would otherwise share the template's ``tempdir()``, owned by
+    whoever started the template.
+    """
+    global _tempdir_buffer
+    path = tempfile.mkdtemp(prefix="Rtmp", dir=parent)
+    encoded = path.encode()
+    _tempdir_buffer = ctypes.create_string_buffer(encoded)
+    pointer = ctypes.c_void_p.in_dll(_libr(), "R_TempDir")
+    pointer.value = ctypes.addressof(_tempdir_buffer)
+    os.environ["R_SESSION_TMPDIR"] = path
+    return path
+
+
+def remove_tempdir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)

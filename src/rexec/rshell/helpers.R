@@ -1,0 +1,42 @@
+# Helpers rexec's shells call from Python. They live in a private environment,
+# never in the global one, so a session's ls() is as empty as under Rserve.
+# Each does in one vectorised R call what would otherwise be a per-element
+# Python loop over a long character vector.
+local({
+  ff <- rawToChar(as.raw(255L))
+
+  # Wire body of XT_ARRAY_STR: each element UTF-8 and NUL-terminated, NA as a
+  # lone 0xFF, an element that itself starts with 0xFF gets one more 0xFF.
+  string_body <- function(x) {
+    x <- enc2utf8(x)
+    na <- is.na(x)
+    odd <- which(!na & !validUTF8(x))
+    for (i in odd) {
+      if (charToRaw(x[i])[1L] == as.raw(255L)) x[i] <- paste0(ff, x[i])
+    }
+    if (any(na)) x[na] <- ff
+    writeBin(x, raw())
+  }
+
+  # Inverse of string_body: n NUL-terminated strings in raw vector body.
+  string_vector <- function(body, n) {
+    x <- readBin(body, "character", n)
+    odd <- which(!validUTF8(x))
+    for (i in odd) {
+      bytes <- charToRaw(x[i])
+      if (bytes[1L] == as.raw(255L)) {
+        x[i] <- if (length(bytes) == 1L) NA_character_ else rawToChar(bytes[-1L])
+      }
+    }
+    Encoding(x) <- "UTF-8"
+    x
+  }
+
+  # parse() that reports failure as a message instead of an error, for texts the
+  # lexer might reject with error() rather than a parse status.
+  safe_parse <- function(text) {
+    tryCatch(parse(text = text, keep.source = FALSE), error = conditionMessage)
+  }
+
+  environment()
+})

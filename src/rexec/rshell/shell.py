@@ -1,0 +1,245 @@
+"""One embedded R session: parse, evaluate, assign, (un)serialize — as Rserve does.
+
+Every call into R that can raise an R error runs under ``R_tryEval`` (which catches
+the error in C), never as a bare C call from Python: an R error ``longjmp``-ing
+through Python frames would corrupt the interpreter. Error replies carry Rserve's
+statuses, and R's own error handler runs, so ``geterrmessage()`` stays meaningful.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from rexec.protocol.constants import Err
+from rexec.protocol.sexp import Sexp
+from rexec.rshell import embedded
+from rexec.rshell.embedded import ffi, rlib
+
+
+class RError(Exception):
+    """An R-level failure; ``status`` is the Rserve error status to answer with."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message or f"R error (status {status})")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """Code every session starts from (run once in the template, or in each spawned shell)."""
+
+    packages: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    eval: tuple[str, ...] = ()
+    r_args: tuple[str, ...] = field(default=("--vanilla", "--quiet"))
+
+
+#: Texts that R's lexer could reject with error() (a longjmp) instead of a parse status;
+#: they take the slower, guarded path through parse() under tryCatch.
+_RISKY = re.compile(rb"[^\t\n\r\x20-\x7e]|\\|0[xX]|(?<![\w.])[rR][\"']")
+_FAST_PARSE_LIMIT = 4096
+_BRACKET_LIMIT = 40
+
+
+class RShell:
+    """The R of this process. Create after :func:`embedded.start_r`; one per process."""
+
+    def __init__(self) -> None:
+        from rexec.rshell.convert import Converter
+
+        self._nil = rlib.R_NilValue
+        self._global = rlib.R_GlobalEnv
+        self._error = ffi.new("int *")
+        self._status = ffi.new("ParseStatus *")
+        self._held = 0
+        source = resources.files("rexec.rshell").joinpath("helpers.R").read_bytes()
+        text = rlib.Rf_protect(rlib.Rf_mkString(source))
+        exprs = rlib.Rf_protect(self._parse_vector(text))  # our own code: parses cleanly
+        self._helpers = self.try_eval(rlib.VECTOR_ELT(exprs, 0))
+        rlib.R_PreserveObject(self._helpers)
+        rlib.Rf_unprotect(2)
+        self._fn = {
+            name: rlib.Rf_findVarInFrame(self._helpers, rlib.Rf_install(name.encode()))
+            for name in ("safe_parse",)
+        }
+        self._install = {name: rlib.Rf_install(name.encode()) for name in ("unserialize",)}
+        self.converter = Converter(self._helpers, self.call)
+
+    # ------------------------------------------------------------------ lifetime
+    def hold(self, x: Any) -> Any:
+        """PROTECT ``x`` until :meth:`release`; returns ``x``."""
+        rlib.Rf_protect(x)
+        self._held += 1
+        return x
+
+    def release(self) -> None:
+        """Drop every object held since the last release (call after the reply is sent)."""
+        if self._held:
+            rlib.Rf_unprotect(self._held)
+            self._held = 0
+
+    # ------------------------------------------------------------------ evaluation
+    def try_eval(self, expr: Any, status: int = Err.R_ERROR) -> Any:
+        """Evaluate ``expr`` in the global environment; raise :class:`RError` on error."""
+        result = rlib.R_tryEval(expr, self._global, self._error)
+        if self._error[0]:
+            raise RError(status)
+        return result
+
+    def call(self, fn: Any, *args: Any, status: int = Err.R_ERROR) -> Any:
+        """Call R function object ``fn`` on already-evaluated ``args`` (unprotected result)."""
+        makers = (rlib.Rf_lang1, rlib.Rf_lang2, rlib.Rf_lang3, rlib.Rf_lang4)
+        expr = rlib.Rf_protect(makers[len(args)](fn, *args))
+        try:
+            return self.try_eval(expr, status)
+        finally:
+            rlib.Rf_unprotect(1)
+
+    def parse(self, code: bytes) -> Any:
+        """Parse ``code`` into an expression vector (held); parse failures raise RError."""
+        text = rlib.Rf_protect(rlib.Rf_ScalarString(rlib.Rf_mkCharLenCE(code, len(code), 0)))
+        try:
+            exprs = self._parse_guarded(code, text)
+        finally:
+            rlib.Rf_unprotect(1)
+        return self.hold(exprs)
+
+    def _parse_guarded(self, code: bytes, text: Any) -> Any:
+        if self._safe_to_parse_directly(code):
+            return self._parse_vector(text)
+        outcome = self.call(self._fn["safe_parse"], text)
+        if outcome.sxpinfo.type == rlib.EXPRSXP:
+            return outcome
+        message = ffi.string(rlib.R_CHAR(rlib.STRING_ELT(outcome, 0)))
+        if message.startswith(b"<text>:"):  # a grammar error: the parser gives a status
+            return self._parse_vector(text)
+        raise RError(Err.PARSE_ERROR, message.decode("utf-8", "replace"))
+
+    def _safe_to_parse_directly(self, code: bytes) -> bool:
+        if len(code) > _FAST_PARSE_LIMIT or _RISKY.search(code):
+            return False
+        return code.count(b"(") + code.count(b"[") + code.count(b"{") <= _BRACKET_LIMIT
+
+    def _parse_vector(self, text: Any) -> Any:
+        expr = rlib.R_ParseVector(text, -1, self._status, self._nil)
+        status = self._status[0]
+        if status != rlib.PARSE_OK:
+            raise RError(status)
+        return expr
+
+    def eval_text(self, code: bytes) -> Any:
+        """Rserve's eval: each top-level expression in turn; the last value (held)."""
+        exprs = self.parse(code)
+        n = rlib.Rf_xlength(exprs)
+        if exprs.sxpinfo.type != rlib.EXPRSXP or n == 0:
+            return exprs  # empty or comment-only text evaluates to the empty expression
+        result = self._nil
+        for i in range(n):
+            result = self.try_eval(rlib.VECTOR_ELT(exprs, i))
+        return self.hold(result)
+
+    def eval_object(self, s: Sexp) -> Any:
+        """Evaluate a decoded object (a call or symbol sent as DT_SEXP)."""
+        return self.hold(self.try_eval(self.from_sexp(s)))
+
+    def _eval_internal(self, code: bytes) -> Any:
+        exprs = self.parse(code)
+        result = self._nil
+        for i in range(rlib.Rf_xlength(exprs)):
+            result = self.try_eval(rlib.VECTOR_ELT(exprs, i))
+        self.release()
+        return result
+
+    def reseed(self) -> None:
+        """Forget the inherited random-number state, so each forked shell seeds afresh."""
+        self._eval_internal(
+            b'if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) '
+            b'rm(".Random.seed", envir = globalenv())'
+        )
+
+    # ------------------------------------------------------------------ conversion
+    def to_sexp(self, x: Any) -> Sexp:
+        return self.converter.to_sexp(x)
+
+    def from_sexp(self, s: Sexp) -> Any:
+        """The R object for ``s``, held until :meth:`release`."""
+        x = self.converter.from_sexp(s)
+        self._held += 1
+        return x
+
+    def string(self, text: bytes) -> Any:
+        return self.hold(rlib.Rf_ScalarString(rlib.Rf_mkCharLenCE(text, len(text), 0)))
+
+    def raw(self, data: Any) -> Any:
+        n = len(data)
+        x = self.hold(rlib.Rf_allocVector(rlib.RAWSXP, n))
+        if n:
+            ffi.memmove(rlib.RAW(x), data, n)
+        return x
+
+    def raw_view(self, x: Any) -> Any:
+        n = rlib.Rf_xlength(x)
+        return ffi.buffer(rlib.RAW(x), n) if n else b""
+
+    # ------------------------------------------------------------------ assignment
+    def assign(self, name: Any, value: Any) -> None:
+        """``name <- value`` in the global environment; ``name`` is a symbol or string SEXP.
+
+        Goes through R's ``<-`` with the value quoted, so a locked binding or
+        environment is an R error, not a crash.
+        """
+        quoted = self.hold(rlib.Rf_lang2(rlib.Rf_install(b"quote"), value))
+        self.call(rlib.Rf_install(b"<-"), name, quoted)
+
+    def symbol(self, name: bytes) -> Any:
+        if not 0 < len(name) <= 10000:
+            raise RError(Err.INV_PAR, "invalid variable name")
+        return rlib.Rf_install(name)
+
+    # ------------------------------------------------------------------ serialization
+    def ser_eval(self, payload: Any, rounds: int = 1) -> Any:
+        """Rserve's serEval/serEEval: raw serialize() in, raw serialize() of the value out."""
+        unserialize = self._install["unserialize"]
+        expr = self.hold(self.call(unserialize, self.raw(payload), status=Err.SER_ERROR))
+        value = expr
+        for _ in range(rounds):
+            value = self.hold(self.try_eval(value, status=Err.SER_ERROR))
+        serialized = self.hold(
+            self.try_eval(
+                self.hold(rlib.Rf_lang3(rlib.Rf_install(b"serialize"), value, self._nil)),
+                status=Err.SER_ERROR,
+            )
+        )
+        if serialized.sxpinfo.type != rlib.RAWSXP:
+            raise RError(Err.NOT_SERIALIZABLE)
+        return self.raw_view(serialized)
+
+    def ser_assign(self, payload: Any) -> None:
+        """Rserve's serAssign: the payload is serialize(list(name, value))."""
+        pair = self.hold(
+            self.call(self._install["unserialize"], self.raw(payload), status=Err.SER_ERROR)
+        )
+        if pair.sxpinfo.type != rlib.VECSXP or rlib.Rf_xlength(pair) < 2:
+            raise RError(Err.INV_PAR)
+        expr = self.hold(
+            rlib.Rf_lang3(
+                rlib.Rf_install(b"<-"), rlib.VECTOR_ELT(pair, 0), rlib.VECTOR_ELT(pair, 1)
+            )
+        )
+        self.try_eval(expr, status=Err.SER_ERROR)
+
+
+def start(startup: Startup = Startup()) -> RShell:
+    """Start R in this process, run the start-up code and return the shell."""
+    embedded.start_r(startup.r_args)
+    shell = RShell()
+    for package in startup.packages:
+        shell._eval_internal(f"library({package!r})".encode())
+    for path in startup.source:
+        shell._eval_internal(f"source({path!r})".encode())
+    for code in startup.eval:
+        shell._eval_internal(code.encode())
+    return shell
