@@ -177,9 +177,9 @@ for (v in list(1:3, "x", list(p = 1, q = "r"), data.frame(k = 1:2), NULL, c(TRUE
   RS.assign(a, "v", v); RS.assign(b, "v", v)
   cat(sprintf("assign %s\n", identical(RS.eval(a, v), RS.eval(b, v))))
 }
-RS.eval(a, x <- 42); RS.eval(b, x <- 42)
+invisible(RS.eval(a, x <- 42)); invisible(RS.eval(b, x <- 42))
 cat(sprintf("state %s\n", identical(RS.eval(a, x * 2), RS.eval(b, x * 2))))
-RS.close(a); RS.close(b)
+invisible(RS.close(a)); invisible(RS.close(b))
 """
 
 

@@ -53,9 +53,7 @@ def test_pyrserve_null_with_bogus_length():
 
 
 def test_large_headers_accepted_at_any_size():
-    assert decode_sexp(h("62040000 00000000 61000101"))[0] == Sexp(
-        XT.ARRAY_STR, b"a\x00"
-    )
+    assert decode_sexp(h("62040000 00000000 61000101"))[0] == Sexp(XT.ARRAY_STR, b"a\x00")
     assert decode_sexp(h("53080000 00000000 73756d00 00000000"))[0] == Sexp(XT.SYMNAME, "sum")
 
 

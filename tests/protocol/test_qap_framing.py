@@ -16,6 +16,7 @@ from rexec.protocol import (
     Header,
     ProtocolError,
     bytes_param,
+    decode_params,
     error,
     error_status,
     id_string,
@@ -50,7 +51,9 @@ def test_id_string_variants_are_32_bytes():
                 for tls in (False, True):
                     data = id_string(auth=auth, plaintext=plaintext, salt=salt, tls=tls)
                     assert len(data) == 32
-                    assert data.endswith(b"\r\n" if not (auth and salt and plaintext and tls) else b"TLS\n")
+                    assert data.endswith(
+                        b"\r\n" if not (auth and salt and plaintext and tls) else b"TLS\n"
+                    )
                     parse_id_string(data)
 
 
@@ -219,3 +222,19 @@ def test_any_split_yields_the_same_frames(frames, cuts):
         previous = cut
         got += drain(buffer)
     assert got == [(cmd, len(payload), payload) for cmd, payload in frames]
+
+
+def test_small_messages_are_one_chunk_and_large_data_stays_separate():
+    assert len(request(Cmd.EVAL, [string_param("1L")])) == 1
+    big = bytes(1 << 17)
+    chunks = message(Cmd.SER_EVAL, [b"ab", big, b"cd", b"ef"])
+    assert [len(c) for c in chunks] == [18, 1 << 17, 4]
+    assert chunks[1] is big
+    assert b"".join(chunks)[16:] == b"ab" + big + b"cdef"
+
+
+def test_frames_feed_the_parameter_parser():
+    buffer = FrameBuffer()
+    buffer.feed(b"".join(request(Cmd.SET_SEXP, [string_param("x"), string_param("1")])))
+    frame = buffer.next_frame()
+    assert [p.value for p in decode_params(frame.payload)] == [b"x", b"1"]

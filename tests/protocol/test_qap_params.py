@@ -122,7 +122,9 @@ def test_string_encoding(text, wire):
 
 
 def test_int_and_bytes_encoding():
-    assert encoded(int_param(-1), bytes_param(b"\x01\x02\x03")) == h("01040000 ffffffff 05030000 010203")
+    assert encoded(int_param(-1), bytes_param(b"\x01\x02\x03")) == h(
+        "01040000 ffffffff 05030000 010203"
+    )
 
 
 def test_large_string_gets_large_header_and_is_not_copied():

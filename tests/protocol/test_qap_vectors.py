@@ -192,7 +192,11 @@ RESULTS = [
         Sexp(XT.ARRAY_CPLX, struct.pack("<2d", 0.0, 1.0)),
         "0a140000 26100000 00000000 00000000 00000000 0000f03f",
     ),
-    ("as.raw(1:5)", Sexp(XT.RAW, b"\x01\x02\x03\x04\x05"), "0a100000 250c0000 05000000 01020304 05000000"),
+    (
+        "as.raw(1:5)",
+        Sexp(XT.RAW, b"\x01\x02\x03\x04\x05"),
+        "0a100000 250c0000 05000000 01020304 05000000",
+    ),
     ("quote(x)", sym("x"), "0a080000 13040000 78000000"),
     (
         'list(1L, "a")',
@@ -202,8 +206,7 @@ RESULTS = [
     (
         "c(a=1L, b=2L)",
         Sexp(XT.ARRAY_INT, ints(1, 2).value, tagged((strs("a", "b"), "names"))),
-        "0a240000 a0200000 15140000 22040000 61006200 13080000 6e616d65 73000000"
-        " 01000000 02000000",
+        "0a240000 a0200000 15140000 22040000 61006200 13080000 6e616d65 73000000 01000000 02000000",
     ),
     (
         'factor(c("x","y","x"))',
@@ -285,7 +288,11 @@ def test_closure_and_other_composites():
     assert joined(encode_sexp(Sexp(XT.UNKNOWN, 8))[0]) == h("30040000 08000000")
     call = Sexp(
         XT.LANG_TAG,
-        [(sym("f"), NULL), (sym("x"), NULL), (Sexp(XT.ARRAY_DOUBLE, struct.pack("<d", 1)), sym("a"))],
+        [
+            (sym("f"), NULL),
+            (sym("x"), NULL),
+            (Sexp(XT.ARRAY_DOUBLE, struct.pack("<d", 1)), sym("a")),
+        ],
     )
     data = joined(encode_sexp(call)[0])
     assert data[:1] == b"\x17"

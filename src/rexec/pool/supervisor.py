@@ -272,7 +272,7 @@ class Pool:
             await shell.process.wait()
         if shell.pid:
             shutil.rmtree(self.config.workdir / f"conn{shell.pid}", ignore_errors=True)
-        if shell.tempdir and self.mode == "fork":
+        if shell.tempdir:
             shutil.rmtree(shell.tempdir, ignore_errors=True)
         if was == "starting":
             self._failed += 1

@@ -48,7 +48,7 @@ def _start_r(config: Config) -> Any:
 
 
 def _private_session(config: Config, forked: bool) -> tuple[Path, str]:
-    """A working directory of this shell's own and, when forked, its own R temp dir."""
+    """A working directory and an R temp dir of this shell's own."""
     from rexec.rshell import embedded
 
     root = config.workdir
@@ -56,7 +56,10 @@ def _private_session(config: Config, forked: bool) -> tuple[Path, str]:
     workdir = root / f"conn{os.getpid()}"
     workdir.mkdir(mode=0o700, exist_ok=True)
     os.chdir(workdir)
-    tempdir = embedded.new_tempdir() if forked else os.environ.get("R_SESSION_TMPDIR", "")
+    inherited = embedded.current_tempdir()
+    tempdir = embedded.new_tempdir()
+    if not forked:  # R made it at start-up for this process alone
+        shutil.rmtree(inherited, ignore_errors=True)
     return workdir, tempdir
 
 

@@ -70,7 +70,7 @@ def encode_sexp(s: Sexp) -> tuple[list[BytesLike], int]:
     """
     out: list[BytesLike] = []
     total = _encode(s, out)
-    return _coalesce(out), total
+    return coalesce(out), total
 
 
 def _encode(s: Sexp, out: list[BytesLike]) -> int:
@@ -144,19 +144,20 @@ def _pad(out: list[BytesLike], length: int, fill: bytes) -> int:
     return pad
 
 
-def _coalesce(chunks: list[BytesLike]) -> list[BytesLike]:
+def coalesce(chunks: Iterable[BytesLike]) -> list[BytesLike]:
+    """Join runs of small chunks; chunks of 64 KiB or more are kept as they are (uncopied)."""
     merged: list[BytesLike] = []
     run: list[BytesLike] = []
     for chunk in chunks:
-        if len(chunk) < _COPY_LIMIT:
+        if byte_view(chunk).nbytes < _COPY_LIMIT:
             run.append(chunk)
             continue
         if run:
-            merged.append(b"".join(run))
+            merged.append(b"".join(run) if len(run) > 1 else run[0])
             run = []
         merged.append(chunk)
     if run:
-        merged.append(b"".join(run))
+        merged.append(b"".join(run) if len(run) > 1 else run[0])
     return merged
 
 

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rexec.protocol.codec import BytesLike, byte_view
+from rexec.protocol.codec import BytesLike, byte_view, coalesce
 from rexec.protocol.constants import (
     HEADER_LENGTH,
     ID_STRING_LENGTH,
@@ -233,10 +233,13 @@ class FrameBuffer:
 
 
 def message(cmd: int, chunks: Iterable[BytesLike] = (), msg_id: int = 0) -> list[BytesLike]:
-    """Frame any payload (a request with a raw body, an OOB message, a response)."""
+    """Frame any payload (a request with a raw body, an OOB message, a response).
+
+    Small pieces are joined (header included), large ones are passed through.
+    """
     body = list(chunks)
     length = sum(byte_view(c).nbytes for c in body)
-    return [pack_header(cmd, length, msg_id), *body]
+    return coalesce([pack_header(cmd, length, msg_id), *body])
 
 
 def response(cmd: int, chunks: Iterable[BytesLike] = (), msg_id: int = 0) -> list[BytesLike]:
@@ -262,4 +265,4 @@ def error(status: int, *, payload: bytes = b"", msg_id: int = 0) -> bytes:
 def request(cmd: int, params: Iterable[Param] = (), msg_id: int = 0) -> list[BytesLike]:
     """A request whose payload is a parameter list."""
     chunks, length = encode_params(list(params))
-    return [pack_header(cmd, length, msg_id), *chunks]
+    return coalesce([pack_header(cmd, length, msg_id), *chunks])

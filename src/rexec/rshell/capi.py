@@ -22,6 +22,8 @@ def _lib() -> ctypes.CDLL:
     lib.SET_OBJECT.restype = None
     lib.SET_S4_OBJECT.argtypes = [ctypes.c_void_p]
     lib.SET_S4_OBJECT.restype = None
+    lib.R_curErrorBuf.argtypes = []
+    lib.R_curErrorBuf.restype = ctypes.c_void_p
     lib.Rf_allocS4Object.argtypes = []
     lib.Rf_allocS4Object.restype = ctypes.c_void_p
     return lib
@@ -69,3 +71,13 @@ def alloc_s4() -> Any:
 def set_language(x: Any) -> None:
     """Turn a freshly built pairlist into a call (LANGSXP)."""
     x.sxpinfo.type = embedded.rlib.LANGSXP
+
+
+def error_message() -> bytes:
+    """The text ``geterrmessage()`` returns (R's error buffer)."""
+    return ctypes.string_at(_lib().R_curErrorBuf())
+
+
+def restore_error_message(text: bytes) -> None:
+    """Put back a saved error buffer: a parse failure must not change geterrmessage()."""
+    ctypes.memmove(_lib().R_curErrorBuf(), text + b"\0", len(text) + 1)

@@ -69,16 +69,20 @@ def _libr() -> ctypes.CDLL:
     return ctypes.CDLL(path or "libR.so", mode=ctypes.RTLD_GLOBAL)
 
 
+def current_tempdir() -> str:
+    value = ctypes.c_char_p.in_dll(_libr(), "R_TempDir").value
+    return value.decode() if value else ""
+
+
 def new_tempdir(parent: str | None = None) -> str:
-    """Give this (forked) R its own session temp directory and return its path.
+    """Give this R a session temp directory of its own and return its path.
 
     A forked shell would otherwise share the template's ``tempdir()``, owned by
     whoever started the template.
     """
     global _tempdir_buffer
     path = tempfile.mkdtemp(prefix="Rtmp", dir=parent)
-    encoded = path.encode()
-    _tempdir_buffer = ctypes.create_string_buffer(encoded)
+    _tempdir_buffer = ctypes.create_string_buffer(path.encode())
     pointer = ctypes.c_void_p.in_dll(_libr(), "R_TempDir")
     pointer.value = ctypes.addressof(_tempdir_buffer)
     os.environ["R_SESSION_TMPDIR"] = path

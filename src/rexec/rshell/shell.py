@@ -15,7 +15,7 @@ from typing import Any
 
 from rexec.protocol.constants import Err
 from rexec.protocol.sexp import Sexp
-from rexec.rshell import embedded
+from rexec.rshell import capi, embedded
 from rexec.rshell.embedded import ffi, rlib
 
 
@@ -110,9 +110,11 @@ class RShell:
     def _parse_guarded(self, code: bytes, text: Any) -> Any:
         if self._safe_to_parse_directly(code):
             return self._parse_vector(text)
+        saved = capi.error_message()
         outcome = self.call(self._fn["safe_parse"], text)
         if outcome.sxpinfo.type == rlib.EXPRSXP:
             return outcome
+        capi.restore_error_message(saved)
         message = ffi.string(rlib.R_CHAR(rlib.STRING_ELT(outcome, 0)))
         if message.startswith(b"<text>:"):  # a grammar error: the parser gives a status
             return self._parse_vector(text)

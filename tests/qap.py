@@ -1,0 +1,87 @@
+"""A minimal blocking QAP1 client for tests that need exact bytes on the wire."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from rexec.protocol import (
+    Cmd,
+    Header,
+    decode_params,
+    error_status,
+    message,
+    request,
+    string_param,
+    to_python,
+    unpack_header,
+)
+from rexec.protocol.constants import RESP_OK
+
+
+class Reply:
+    def __init__(self, header: Header, payload: bytes) -> None:
+        self.header = header
+        self.payload = payload
+
+    @property
+    def ok(self) -> bool:
+        return self.header.cmd == RESP_OK
+
+    @property
+    def status(self) -> int:
+        return error_status(self.header.cmd)
+
+    def value(self) -> Any:
+        assert self.ok, f"error status {self.status:#x}"
+        value = to_python(decode_params(self.payload)[0].value)
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]  # a length-one vector, read as a scalar (as pyRserve does)
+        return value
+
+
+class RawClient:
+    def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.id_string = self._read(32)
+
+    def _read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            data += chunk
+        return data
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, cmd: int, *params: Any) -> None:
+        self.sock.sendall(b"".join(bytes(c) for c in request(cmd, params)))
+
+    def send_message(self, cmd: int, payload: bytes) -> None:
+        self.sock.sendall(b"".join(bytes(c) for c in message(cmd, [payload])))
+
+    def reply(self) -> Reply:
+        header = unpack_header(self._read(16))
+        return Reply(header, self._read(header.length))
+
+    def eval(self, code: str) -> Reply:
+        self.send(Cmd.EVAL, string_param(code))
+        return self.reply()
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
