@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless
+DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint setup deps venv soak clean
+.PHONY: run test lint setup deps venv bench clean
 
 run: setup
 	$(VENV)/bin/rexec serve
@@ -39,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+# Benchmarks against a real Rserve (not tests: no timing assertions). ARGS=--quick for < 1 min.
+bench: setup
+	$(PY) -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -39,6 +39,17 @@ def wait_for_id_string(port: int, timeout: float = 60.0) -> None:
     raise TimeoutError(f"no QAP server on port {port}")
 
 
+def r_package_file(package: str, *parts: str) -> str:
+    """``system.file(...)`` of an installed R package, asked of R itself."""
+    args = ", ".join(repr(p) for p in parts)
+    return subprocess.run(
+        ["Rscript", "-e", f"cat(system.file({args}, package = {package!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 @dataclass
 class Server:
     name: str
@@ -67,12 +78,7 @@ def rserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     conf = directory / "Rserv.conf"
     conf.write_text(f"port {port}\nworkdir {directory / 'work'}\ndaemon disable\n")
     log = directory / "rserve.log"
-    binary = subprocess.run(
-        ["Rscript", "-e", "cat(system.file('libs', 'Rserve', package = 'Rserve'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    binary = r_package_file("Rserve", "libs", "Rserve")
     process = subprocess.Popen(
         ["R", "CMD", binary, "--vanilla", "--RS-conf", str(conf)],
         stdout=log.open("wb"),

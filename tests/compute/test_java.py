@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, r_package_file
 
 JAVA_PROGRAM = r"""
 import org.rosuda.REngine.*;
@@ -45,13 +45,8 @@ public class Probe {
 
 
 def _jars() -> list[str]:
-    out = subprocess.run(
-        ["Rscript", "-e", "cat(system.file('java', package = 'Rserve'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [str(Path(out) / "REngine.jar"), str(Path(out) / "Rserve.jar")]
+    directory = Path(r_package_file("Rserve", "java"))
+    return [str(directory / "REngine.jar"), str(directory / "Rserve.jar")]
 
 
 @pytest.fixture(scope="module")

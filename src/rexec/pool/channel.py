@@ -14,6 +14,11 @@ from typing import Any
 MAX_MESSAGE = 64 * 1024
 
 
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as a JSON line."""
+    return json.dumps(message).encode() + b"\n"
+
+
 class Channel:
     """Blocking worker end of a control socket."""
 
@@ -22,7 +27,7 @@ class Channel:
         self._buffer = b""
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        data = json.dumps(message).encode() + b"\n"
+        data = encode(message)
         if fds:
             socket.send_fds(self.sock, [data], fds)
         else:

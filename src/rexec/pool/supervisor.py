@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rexec.config import Config
+from rexec.pool.channel import encode
 
 log = logging.getLogger("rexec.pool")
 
@@ -44,7 +45,7 @@ class Worker:
     pid: int = 0
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        data = json.dumps(message).encode() + b"\n"
+        data = encode(message)
         if fds:
             socket.send_fds(self.sock, [data], fds)
         else:
