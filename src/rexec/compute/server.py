@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 from typing import Any
@@ -119,6 +120,16 @@ class ComputeServer:
             ok = await self._check_login(str(message.get("user", "")), str(message.get("password")))
             log.info("session %s login %r: %s", shell.session, message.get("user"), ok)
             return {"op": "login", "ok": ok}
+        if op == "cancel":
+            target = self.pool.busy_shell(message.get("pid"))
+            if target is not None:
+                os.kill(target.pid, signal.SIGINT)
+                log.info(
+                    "session %s cancelled the evaluation of session %s",
+                    shell.session,
+                    target.session,
+                )
+            return {"op": "cancel", "ok": target is not None}
         if op == "shutdown":
             log.warning("session %s asked the server to shut down", shell.session)
             self.stop()

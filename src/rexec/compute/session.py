@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rexec.compute.files import SessionFiles
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
@@ -42,6 +43,7 @@ class Session:
         self.authenticated = False
         self.maxinbuf = config["limits.maxinbuf"]
         self._header = bytearray(HEADER_LENGTH)
+        self.files = SessionFiles(os.getcwd())
         self._handlers: dict[int, Callable[[memoryview], list[Any]]] = {
             Cmd.LOGIN: self.login,
             Cmd.EVAL: self.eval,
@@ -53,6 +55,13 @@ class Session:
             Cmd.SER_ASSIGN: self.ser_assign,
             Cmd.SHUTDOWN: self.shutdown,
             Cmd.SET_BUFFER_SIZE: lambda payload: framing.ok(),
+            Cmd.OPEN_FILE: self.open_file,
+            Cmd.CREATE_FILE: self.create_file,
+            Cmd.READ_FILE: self.read_file,
+            Cmd.WRITE_FILE: self.write_file,
+            Cmd.CLOSE_FILE: self.close_file,
+            Cmd.REMOVE_FILE: self.remove_file,
+            Cmd.CANCEL: self.cancel,
             Cmd.CTRL_EVAL: self.unsupported,
             Cmd.CTRL_SOURCE: self.unsupported,
             Cmd.CTRL_SHUTDOWN: self.unsupported,
@@ -68,6 +77,7 @@ class Session:
         except Closed:
             pass
         finally:
+            self.files.close()
             self.sock.close()
 
     def step(self) -> None:
@@ -85,7 +95,8 @@ class Session:
             raise Closed
         handler = self._handlers.get(cmd, self.invalid)
         try:
-            reply = handler(payload)
+            with self.shell.interruptible():
+                reply = handler(payload)
         except ProtocolError as exc:
             reply = [framing.error(exc.status)]
         except RError as exc:
@@ -246,6 +257,52 @@ class Session:
         self.channel.send({"op": "shutdown", "pid": os.getpid()})
         raise Closed
 
+    # ------------------------------------------------------------------ files
+    def _name(self, payload: memoryview) -> bytes:
+        params = self._params(payload)
+        if not params or params[0].dt != DT.STRING:
+            raise ProtocolError("a file name is needed", Err.INV_PAR)
+        return params[0].value
+
+    def open_file(self, payload: memoryview) -> list[Any]:
+        self.files.open(self._name(payload), create=False)
+        return framing.ok()
+
+    def create_file(self, payload: memoryview) -> list[Any]:
+        self.files.open(self._name(payload), create=True)
+        return framing.ok()
+
+    def read_file(self, payload: memoryview) -> list[Any]:
+        params = self._params(payload)
+        size = params[0].value if len(params) == 1 and params[0].dt == DT.INT else None
+        data = self.files.read(size)
+        return framing.ok([data] if data else [])
+
+    def write_file(self, payload: memoryview) -> list[Any]:
+        params = self._params(payload)
+        self.files._handle()  # Rserve checks for an open file before the parameter
+        if not params or params[0].dt != DT.BYTESTREAM:
+            raise ProtocolError("writeFile needs a byte stream", Err.INV_PAR)
+        self.files.write(params[0].value)
+        return framing.ok()
+
+    def close_file(self, payload: memoryview) -> list[Any]:
+        self.files.close()
+        return framing.ok()
+
+    def remove_file(self, payload: memoryview) -> list[Any]:
+        self.files.remove(self._name(payload))
+        return framing.ok()
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, payload: memoryview) -> list[Any]:
+        """deployr-rserve's CMD_cancel: interrupt the evaluation running in shell ``pid``."""
+        params = self._params(payload)
+        if not params or params[0].dt != DT.INT:
+            raise ProtocolError("cancel needs the pid of an R shell", Err.INV_PAR)
+        answer = self.channel.request({"op": "cancel", "pid": params[0].value})
+        return framing.ok() if answer.get("ok") else [framing.error(Err.INV_PAR)]
+
     def unsupported(self, payload: memoryview) -> list[Any]:
         return [framing.error(Err.UNSUPPORTED_CMD)]
 
@@ -255,4 +312,5 @@ class Session:
 
 def serve(sock: socket.socket, shell: RShell, channel: Channel, config: Config) -> None:
     """Worker handler: serve one client connection until it closes."""
+    shell.enable_interrupts()
     Session(sock, shell, channel, config).run()

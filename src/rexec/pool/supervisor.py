@@ -156,6 +156,13 @@ class Pool:
                 self.waiters.remove(waiter)
         return shell
 
+    def busy_shell(self, pid: object) -> Shell | None:
+        """The busy shell with process id ``pid`` (only those may be interrupted)."""
+        for shell in self.shells:
+            if shell.state == "busy" and shell.pid == pid and pid:
+                return shell
+        return None
+
     def hand_over(self, shell: Shell, client: socket.socket, session: str) -> None:
         """Pass the client socket to the shell; the caller then closes its own copy."""
         shell.session = session

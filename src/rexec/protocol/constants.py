@@ -33,6 +33,7 @@ class Cmd(IntEnum):
     CTRL_EVAL = 0x042
     CTRL_SHUTDOWN = 0x044
     CTRL_SOURCE = 0x045
+    CANCEL = 0x046  # deployr-rserve: interrupt the evaluation of another session (DT_INT pid)
     SET_BUFFER_SIZE = 0x081
     SET_ENCODING = 0x082
     SER_EVAL = 0x0F5

@@ -9,6 +9,9 @@ statuses, and R's own error handler runs, so ``geterrmessage()`` stays meaningfu
 from __future__ import annotations
 
 import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -55,6 +58,7 @@ class RShell:
         self._error = ffi.new("int *")
         self._status = ffi.new("ParseStatus *")
         self._held = 0
+        self._interruptible = False
         source = resources.files("rexec.rshell").joinpath("helpers.R").read_bytes()
         text = rlib.Rf_protect(rlib.Rf_mkString(source))
         exprs = rlib.Rf_protect(self._parse_vector(text))  # our own code: parses cleanly
@@ -67,6 +71,33 @@ class RShell:
         }
         self._install = {name: rlib.Rf_install(name.encode()) for name in ("unserialize",)}
         self.converter = Converter(self._helpers, self.call)
+
+    # ------------------------------------------------------------------ interrupts
+    def enable_interrupts(self) -> None:
+        """Let SIGINT interrupt a running evaluation (status 127), as R's console does.
+
+        R's own handlers are off under rpy2; Python's handler runs during evaluation
+        because R calls back into Python (R_ProcessEvents) when it checks for
+        interrupts. Outside :meth:`interruptible` the signal is ignored, so a late
+        cancel cannot hit the next request.
+        """
+        self._interruptible = False
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if self._interruptible:
+                rlib.R_interrupts_pending = 1
+
+        signal.signal(signal.SIGINT, on_sigint)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        rlib.R_interrupts_pending = 0
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+            rlib.R_interrupts_pending = 0
 
     # ------------------------------------------------------------------ lifetime
     def hold(self, x: Any) -> Any:
