@@ -85,6 +85,18 @@ SETTINGS: tuple[Setting, ...] = (
         "session ends). Empty: `<system temp>/rexec`.",
     ),
     Setting(
+        "session.detach_timeout",
+        300.0,
+        "Seconds a detached session (detachSession, detachedVoidEval) waits to be "
+        "re-attached before it ends.",
+    ),
+    Setting(
+        "control.enabled",
+        False,
+        "Allow the control commands ctrlEval, ctrlSource and ctrlShutdown (server-wide: "
+        "they change what every new session starts from) for authenticated users.",
+    ),
+    Setting(
         "limits.maxinbuf",
         256 * 1024 * 1024,
         "Largest accepted request payload in bytes; larger ones are discarded and answered "

@@ -130,6 +130,10 @@ class ComputeServer:
                     target.session,
                 )
             return {"op": "cancel", "ok": target is not None}
+        if op == "control":
+            ok = await self.pool.apply_control(str(message["kind"]), str(message["text"]))
+            log.warning("session %s ran server-wide %s: %s", shell.session, message["kind"], ok)
+            return {"op": "control", "ok": ok}
         if op == "shutdown":
             log.warning("session %s asked the server to shut down", shell.session)
             self.stop()

@@ -14,13 +14,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rexec.compute import encoding
+from rexec.compute.detach import Detached
 from rexec.compute.files import SessionFiles
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
 from rexec.protocol.constants import DT, HEADER_LENGTH, Cmd, Err, is_special
 from rexec.protocol.errors import ProtocolError
-from rexec.protocol.params import Param, decode_params, encode_params, sexp_param
+from rexec.protocol.params import (
+    Param,
+    bytes_param,
+    decode_params,
+    encode_params,
+    int_param,
+    sexp_param,
+)
 from rexec.rshell.shell import RError, RShell
 
 log = logging.getLogger("rexec.session")
@@ -44,6 +53,8 @@ class Session:
         self.maxinbuf = config["limits.maxinbuf"]
         self._header = bytearray(HEADER_LENGTH)
         self.files = SessionFiles(os.getcwd())
+        self.wire_encoding = "utf-8"
+        self._cmd = 0
         self._handlers: dict[int, Callable[[memoryview], list[Any]]] = {
             Cmd.LOGIN: self.login,
             Cmd.EVAL: self.eval,
@@ -54,7 +65,10 @@ class Session:
             Cmd.SER_EEVAL: self.ser_eeval,
             Cmd.SER_ASSIGN: self.ser_assign,
             Cmd.SHUTDOWN: self.shutdown,
-            Cmd.SET_BUFFER_SIZE: lambda payload: framing.ok(),
+            Cmd.SET_BUFFER_SIZE: self.set_buffer_size,
+            Cmd.SET_ENCODING: self.set_encoding,
+            Cmd.DETACH_SESSION: self.detach_session,
+            Cmd.DETACHED_VOID_EVAL: self.detached_void_eval,
             Cmd.OPEN_FILE: self.open_file,
             Cmd.CREATE_FILE: self.create_file,
             Cmd.READ_FILE: self.read_file,
@@ -62,9 +76,9 @@ class Session:
             Cmd.CLOSE_FILE: self.close_file,
             Cmd.REMOVE_FILE: self.remove_file,
             Cmd.CANCEL: self.cancel,
-            Cmd.CTRL_EVAL: self.unsupported,
-            Cmd.CTRL_SOURCE: self.unsupported,
-            Cmd.CTRL_SHUTDOWN: self.unsupported,
+            Cmd.CTRL_EVAL: self.control,
+            Cmd.CTRL_SOURCE: self.control,
+            Cmd.CTRL_SHUTDOWN: self.control,
         }
 
     # ------------------------------------------------------------------ the loop
@@ -94,6 +108,7 @@ class Session:
             self._send([framing.error(Err.AUTH_FAILED)])
             raise Closed
         handler = self._handlers.get(cmd, self.invalid)
+        self._cmd = cmd
         try:
             with self.shell.interruptible():
                 reply = handler(payload)
@@ -162,16 +177,30 @@ class Session:
         return decode_params(payload)
 
     def _result(self, x: Any) -> list[Any]:
-        chunks, _ = encode_params([sexp_param(self.shell.to_sexp(x))])
+        value = self.shell.to_sexp(x)
+        if self.wire_encoding != "utf-8":
+            value = encoding.recode(value, "utf-8", self.wire_encoding)
+        chunks, _ = encode_params([sexp_param(value)])
         return framing.ok(chunks)
+
+    def _text(self, text: bytes) -> bytes:
+        """Client text as UTF-8 (R's encoding here)."""
+        if self.wire_encoding == "utf-8":
+            return text
+        return bytes(text).decode(self.wire_encoding, "replace").encode()
+
+    def _object(self, value: Any) -> Any:
+        if self.wire_encoding != "utf-8":
+            value = encoding.recode(value, self.wire_encoding, "utf-8")
+        return self.shell.from_sexp(value)
 
     def _evaluate(self, payload: memoryview) -> Any:
         params = self._params(payload)
         if not params or params[0].dt not in (DT.STRING, DT.SEXP):
             raise ProtocolError("eval needs a string or an R object", Err.INV_PAR)
         if params[0].dt == DT.STRING:
-            return self.shell.eval_text(params[0].value)
-        return self.shell.eval_object(params[0].value)
+            return self.shell.eval_text(self._text(params[0].value))
+        return self.shell.hold(self.shell.try_eval(self._object(params[0].value)))
 
     # ------------------------------------------------------------------ commands
     def eval(self, payload: memoryview) -> list[Any]:
@@ -185,7 +214,7 @@ class Session:
         params = self._params(payload)
         if len(params) < 2 or params[0].dt != DT.STRING:
             raise ProtocolError("assignment needs a name and a value", Err.INV_PAR)
-        name_text = params[0].value
+        name_text = self._text(params[0].value)
         if parse_name:
             exprs = self.shell.parse(name_text)
             if not len(exprs_items := self._expression_items(exprs)):
@@ -195,9 +224,9 @@ class Session:
             name = self.shell.string(name_text)
         value = params[1]
         if value.dt == DT.STRING:
-            r_value = self.shell.string(value.value)
+            r_value = self.shell.string(self._text(value.value))
         elif value.dt == DT.SEXP:
-            r_value = self.shell.from_sexp(value.value)
+            r_value = self._object(value.value)
         else:
             raise ProtocolError("the value must be a string or an R object", Err.INV_PAR)
         self.shell.assign(name, r_value)
@@ -294,7 +323,73 @@ class Session:
         self.files.remove(self._name(payload))
         return framing.ok()
 
+    # ------------------------------------------------------------------ session settings
+    def set_buffer_size(self, payload: memoryview) -> list[Any]:
+        """Accepted and ignored: replies are streamed, there is no send buffer to size."""
+        params = self._params(payload)
+        if not params or params[0].dt != DT.INT:
+            raise ProtocolError("setBufferSize needs an int", Err.INV_PAR)
+        return framing.ok()
+
+    def set_encoding(self, payload: memoryview) -> list[Any]:
+        name = bytes(self._name(payload))
+        if name not in encoding.ENCODINGS:
+            raise ProtocolError(f"unknown encoding {name!r}", Err.INV_PAR)
+        self.wire_encoding = encoding.ENCODINGS[name]
+        return framing.ok()
+
+    # ------------------------------------------------------------------ detaching
+    def _detach(self) -> Detached:
+        detached = Detached(self.config["server.host"], self.sock.getpeername()[0])
+        chunks, _ = encode_params([int_param(detached.port), bytes_param(detached.key)])
+        self._send(framing.ok(chunks))
+        self.sock.close()
+        log.info("session detached; re-attach on port %d", detached.port)
+        return detached
+
+    def _reattach(self, detached: Detached) -> None:
+        sock = detached.wait(self.config["session.detach_timeout"])
+        if sock is None:
+            raise Closed
+        self.sock = sock
+        log.info("session re-attached")
+
+    def detach_session(self, payload: memoryview) -> list[Any]:
+        self._reattach(self._detach())
+        return framing.ok()
+
+    def detached_void_eval(self, payload: memoryview) -> list[Any]:
+        params = self._params(payload)
+        if not params or params[0].dt != DT.STRING:
+            raise ProtocolError("detachedVoidEval needs a string", Err.INV_PAR)
+        code = self._text(params[0].value)
+        self.shell.parse(code)  # a parse error is answered before detaching, as in Rserve
+        self.shell.release()
+        detached = self._detach()
+        try:
+            self.shell.eval_text(code)
+            reply = framing.ok()
+        except RError as exc:
+            reply = [framing.error(exc.status & 0x7F)]
+        self._reattach(detached)
+        return reply
+
     # ------------------------------------------------------------------ control
+    def control(self, payload: memoryview) -> list[Any]:
+        """ctrlEval/ctrlSource/ctrlShutdown: server-wide, for authenticated users only."""
+        if not self.config["control.enabled"]:
+            return [framing.error(Err.UNSUPPORTED_CMD)]  # as Rserve 1.8
+        if not self.authenticated:
+            return [framing.error(Err.ACCESS_DENIED)]
+        if self._cmd == Cmd.CTRL_SHUTDOWN:
+            self._send(framing.ok())
+            self.channel.send({"op": "shutdown", "pid": os.getpid()})
+            raise Closed
+        text = self._text(self._name(payload)).decode("utf-8", "replace")
+        kind = "eval" if self._cmd == Cmd.CTRL_EVAL else "source"
+        answer = self.channel.request({"op": "control", "kind": kind, "text": text})
+        return framing.ok() if answer.get("ok") else [framing.error(Err.R_ERROR)]
+
     def cancel(self, payload: memoryview) -> list[Any]:
         """deployr-rserve's CMD_cancel: interrupt the evaluation running in shell ``pid``."""
         params = self._params(payload)
@@ -302,9 +397,6 @@ class Session:
             raise ProtocolError("cancel needs the pid of an R shell", Err.INV_PAR)
         answer = self.channel.request({"op": "cancel", "pid": params[0].value})
         return framing.ok() if answer.get("ok") else [framing.error(Err.INV_PAR)]
-
-    def unsupported(self, payload: memoryview) -> list[Any]:
-        return [framing.error(Err.UNSUPPORTED_CMD)]
 
     def invalid(self, payload: memoryview) -> list[Any]:
         return [framing.error(Err.INV_CMD)]

@@ -85,6 +85,8 @@ class Pool:
         self.waiters: deque[asyncio.Future[Shell]] = deque()
         self.template: Worker | None = None
         self._template_ready: asyncio.Future[None] | None = None
+        self._template_reply: asyncio.Future[bool] | None = None
+        self._control_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._served = 0
@@ -294,6 +296,29 @@ class Pool:
             log.debug("R shell %d finished session %s", shell.pid, shell.session)
         self.maintain()
 
+    async def apply_control(self, kind: str, text: str) -> bool:
+        """Run start-up code server-wide (ctrlEval/ctrlSource): every *new* session sees
+        it, so idle shells forked or spawned before it are replaced."""
+        code = text if kind == "eval" else f"source({text!r})"
+        async with self._control_lock:
+            if self.mode == "fork":
+                if self.template is None:
+                    return False
+                self._template_reply = asyncio.get_running_loop().create_future()
+                self.template.send({"op": "eval", "code": code})
+                try:
+                    ok = await asyncio.wait_for(self._template_reply, 300)
+                except TimeoutError:
+                    ok = False
+            else:
+                startup = [*self.config["startup.eval"], code]
+                self.config = Config({**self.config.to_dict(), "startup.eval": startup})
+                ok = True
+        if ok:
+            for shell in list(self.idle):
+                self._signal(shell, signal.SIGTERM)
+        return ok
+
     # ------------------------------------------------------------------ the template
     async def _start_template(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -312,11 +337,16 @@ class Pool:
             line = await template.reader.readline()
             if not line:
                 break
-            if json.loads(line).get("op") == "ready" and not ready.done():
-                template.pid = json.loads(line)["pid"]
+            message = json.loads(line)
+            if message.get("op") == "ready" and not ready.done():
+                template.pid = message["pid"]
                 ready.set_result(None)
                 log.info("R template %d ready", template.pid)
                 self.maintain()
+            elif message.get("op") == "result":
+                reply = self._template_reply
+                if reply is not None and not reply.done():
+                    reply.set_result(bool(message.get("ok")))
         template.close()
         assert template.process is not None
         code = await template.process.wait()

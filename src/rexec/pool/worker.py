@@ -97,6 +97,9 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
         message, fds = channel.receive()
         if message is None:
             return
+        if message.get("op") == "eval":  # server-wide code (ctrlEval / ctrlSource)
+            channel.send({"op": "result", "ok": _eval_quietly(shell, message["code"])})
+            continue
         if message.get("op") != "fork" or not fds:
             for fd in fds:
                 os.close(fd)
@@ -107,6 +110,17 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             serve_one(Channel(socket.socket(fileno=fds[0])), shell, config, handler, forked=True)
         os.close(fds[0])
+
+
+def _eval_quietly(shell: Any, code: str) -> bool:
+    from rexec.rshell.shell import RError
+
+    try:
+        shell.run_code(code.encode())
+        return True
+    except RError:
+        shell.release()
+        return False
 
 
 def run_spawned(channel: Channel, config: Config, handler: Handler) -> None:

@@ -178,7 +178,7 @@ class RShell:
         """Evaluate a decoded object (a call or symbol sent as DT_SEXP)."""
         return self.hold(self.try_eval(self.from_sexp(s)))
 
-    def _eval_internal(self, code: bytes) -> Any:
+    def run_code(self, code: bytes) -> Any:
         exprs = self.parse(code)
         result = self._nil
         for i in range(rlib.Rf_xlength(exprs)):
@@ -188,7 +188,7 @@ class RShell:
 
     def reseed(self) -> None:
         """Forget the inherited random-number state, so each forked shell seeds afresh."""
-        self._eval_internal(
+        self.run_code(
             b'if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) '
             b'rm(".Random.seed", envir = globalenv())'
         )
@@ -270,9 +270,9 @@ def start(startup: Startup = Startup()) -> RShell:
     embedded.start_r(startup.r_args)
     shell = RShell()
     for package in startup.packages:
-        shell._eval_internal(f"library({package!r})".encode())
+        shell.run_code(f"library({package!r})".encode())
     for path in startup.source:
-        shell._eval_internal(f"source({path!r})".encode())
+        shell.run_code(f"source({path!r})".encode())
     for code in startup.eval:
-        shell._eval_internal(code.encode())
+        shell.run_code(code.encode())
     return shell

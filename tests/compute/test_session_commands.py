@@ -1,0 +1,131 @@
+"""setEncoding, detached sessions and control commands."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from rexec.protocol import Cmd, Err, decode_params, string_param, unpack_header
+from tests.conftest import Server
+from tests.qap import RawClient
+
+
+def _reattach(port: int, key: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(key)
+    return sock
+
+
+def _read_reply(sock: socket.socket) -> tuple[int, bytes]:
+    def read(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "closed"
+            data += chunk
+        return data
+
+    header = unpack_header(read(16))
+    return header.cmd, read(header.length)
+
+
+def _as_client(sock: socket.socket) -> RawClient:
+    client = RawClient.__new__(RawClient)
+    client.sock = sock
+    return client
+
+
+def test_set_encoding_latin1_round_trip(rexec_server: Server) -> None:
+    with RawClient(rexec_server.port) as c:
+        c.send(Cmd.SET_ENCODING, string_param("latin1"))
+        assert c.reply().ok
+        c.send(Cmd.EVAL, string_param("'caf\u00e9'".encode("latin-1")))
+        reply = c.reply()
+        assert bytes(decode_params(reply.payload)[0].value.value) == b"caf\xe9\x00"
+        c.send(
+            Cmd.VOID_EVAL, string_param("x <- 'na\u00efve'".encode("latin-1"))
+        )  # latin-1 bytes in
+        assert c.reply().ok
+        c.send(Cmd.SET_ENCODING, string_param("utf8"))
+        assert c.reply().ok
+        assert c.eval("x").value() == "na\u00efve"
+        c.send(Cmd.SET_ENCODING, string_param("klingon"))
+        assert c.reply().status == Err.INV_PAR
+
+
+def test_detach_and_reattach_keeps_the_session(rexec_server: Server) -> None:
+    with RawClient(rexec_server.port) as c:
+        c.eval("kept <- 'state'")
+        c.send(Cmd.DETACH_SESSION)
+        reply = c.reply()
+        assert reply.ok
+        port, key = (p.value for p in decode_params(reply.payload))
+        assert len(bytes(key)) == 32
+        assert c.closed_by_server()
+    wrong = _reattach(port, b"x" * 32)  # a wrong key is refused; the session keeps waiting
+    assert wrong.recv(1) == b""
+    wrong.close()
+    with _as_client(_reattach(port, bytes(key))) as again:
+        assert again.reply().ok
+        assert again.eval("kept").value() == "state"
+
+
+def test_detached_void_eval_reports_its_status_on_reattach(rexec_server: Server) -> None:
+    with RawClient(rexec_server.port) as c:
+        c.send(Cmd.DETACHED_VOID_EVAL, string_param("1+"))
+        assert c.reply().status == 2  # parse errors are answered before detaching
+        c.send(Cmd.DETACHED_VOID_EVAL, string_param("Sys.sleep(0.3); result <- 6 * 7"))
+        reply = c.reply()
+        port, key = (p.value for p in decode_params(reply.payload))
+    with _as_client(_reattach(port, bytes(key))) as again:
+        assert again.reply().ok
+        assert again.eval("result").value() == 42.0
+
+
+def test_unclaimed_detached_session_is_reclaimed(rexec_factory) -> None:
+    server = rexec_factory(**{"session.detach_timeout": 0.5, "pool.initial": 1})
+    with RawClient(server.port) as c:
+        c.send(Cmd.DETACH_SESSION)
+        port, _key = (p.value for p in decode_params(c.reply().payload))
+    time.sleep(1.5)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    assert not reachable
+    assert "not re-attached" in server.log_text()
+
+
+def test_control_commands_are_disabled_by_default(rexec_server: Server) -> None:
+    with RawClient(rexec_server.port) as c:
+        c.send(Cmd.CTRL_EVAL, string_param("x <- 1"))
+        assert c.reply().status == Err.UNSUPPORTED_CMD
+
+
+def test_control_eval_needs_an_authenticated_user_and_reaches_new_sessions(
+    rexec_factory, tmp_path
+) -> None:
+    from rexec.compute.users import UsersFile
+
+    users = tmp_path / "users"
+    UsersFile(users).add("root", "pw")
+    server = rexec_factory(
+        **{"control.enabled": True, "auth.users_file": str(users), "pool.initial": 2}
+    )
+    with RawClient(server.port) as anonymous:
+        anonymous.send(Cmd.CTRL_EVAL, string_param("x <- 1"))
+        assert anonymous.reply().status == Err.ACCESS_DENIED
+    with RawClient(server.port) as admin:
+        admin.send(Cmd.LOGIN, string_param("root\npw"))
+        assert admin.reply().ok
+        admin.send(Cmd.CTRL_EVAL, string_param("server_wide <- 'yes'"))
+        assert admin.reply().ok
+    deadline = time.monotonic() + 20
+    while True:
+        with RawClient(server.port) as later:
+            if later.eval("exists('server_wide')").value() is True:
+                assert later.eval("server_wide").value() == "yes"
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
