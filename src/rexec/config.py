@@ -91,6 +91,12 @@ SETTINGS: tuple[Setting, ...] = (
         "re-attached before it ends.",
     ),
     Setting(
+        "session.oob",
+        False,
+        "Let R code send out-of-band messages to the client with self.oobSend() and "
+        "self.oobMessage() (Rserve's `oob enable`).",
+    ),
+    Setting(
         "control.enabled",
         False,
         "Allow the control commands ctrlEval, ctrlSource and ctrlShutdown (server-wide: "

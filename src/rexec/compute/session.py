@@ -20,7 +20,16 @@ from rexec.compute.files import SessionFiles
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
-from rexec.protocol.constants import DT, HEADER_LENGTH, Cmd, Err, is_special
+from rexec.protocol.constants import (
+    DT,
+    HEADER_LENGTH,
+    OOB_MSG,
+    OOB_SEND,
+    XT,
+    Cmd,
+    Err,
+    is_special,
+)
 from rexec.protocol.errors import ProtocolError
 from rexec.protocol.params import (
     Param,
@@ -30,6 +39,7 @@ from rexec.protocol.params import (
     int_param,
     sexp_param,
 )
+from rexec.protocol.sexp import Sexp
 from rexec.rshell.shell import RError, RShell
 
 log = logging.getLogger("rexec.session")
@@ -84,6 +94,8 @@ class Session:
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         self.sock.setblocking(True)
+        if self.config["session.oob"]:
+            self.shell.set_oob_handler(self._out_of_band)
         self.sock.sendall(framing.id_string(auth=self.auth_required, plaintext=self.auth_required))
         try:
             while True:
@@ -171,6 +183,25 @@ class Session:
                         sent = 0
         except OSError as exc:
             raise Closed from exc
+
+    def _out_of_band(self, value: Any, code: int, wait: bool) -> Any:
+        """Send an OOB_SEND/OOB_MSG frame from R code; for OOB_MSG read the client's answer."""
+        if self.wire_encoding != "utf-8":
+            value = encoding.recode(value, "utf-8", self.wire_encoding)
+        chunks, _ = encode_params([sexp_param(value)])
+        self._send(framing.message((OOB_MSG if wait else OOB_SEND) | (code & 0xFFF), chunks))
+        if not wait:
+            return None
+        header = self._read_header()
+        params = self._params(self._read_payload(header.length))
+        if not params or params[0].dt not in (DT.SEXP, DT.STRING):
+            raise ProtocolError("an OOB answer carries an R object or a string", Err.INV_PAR)
+        answer = params[0].value
+        if params[0].dt == DT.STRING:
+            answer = Sexp(XT.ARRAY_STR, self._text(answer) + b"\x00")
+        elif self.wire_encoding != "utf-8":
+            answer = encoding.recode(answer, self.wire_encoding, "utf-8")
+        return answer
 
     # ------------------------------------------------------------------ helpers
     def _params(self, payload: memoryview) -> list[Param]:

@@ -38,10 +38,11 @@ def start_r(args: Sequence[str] = ("--vanilla", "--quiet")) -> None:
     if _started:
         return
     ensure_utf8_locale()
+    from rpy2 import rinterface
     from rpy2.rinterface_lib import callbacks, embedded
 
     embedded.set_initoptions(("rexec", *args))
-    embedded._initr(interactive=True)
+    rinterface.initr_simple()
     # R's console output goes straight to this process' stdout/stderr, as in Rserve,
     # without rpy2's per-line Python print().
     callbacks.consolewrite_print = _write_stdout

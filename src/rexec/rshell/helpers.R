@@ -38,5 +38,34 @@ local({
     tryCatch(parse(text = text, keep.source = FALSE), error = conditionMessage)
   }
 
+  # Out-of-band messages, as Rserve's self.oobSend()/self.oobMessage(): `bridge` is
+  # set from Python to a function that writes the frame (and, for a message, reads
+  # the client's answer into `oob_reply`). It returns TRUE, or an error text.
+  bridge <- NULL
+  oob_reply <- NULL
+  here <- environment()
+  self.oobSend <- function(what, code = 0L) {
+    outcome <- here$bridge(what, as.integer(code), FALSE)
+    if (is.character(outcome)) stop(outcome, call. = FALSE)
+    outcome
+  }
+  self.oobMessage <- function(what, code = 0L) {
+    outcome <- here$bridge(what, as.integer(code), TRUE)
+    if (is.character(outcome)) stop(outcome, call. = FALSE)
+    reply <- here$oob_reply
+    here$oob_reply <- NULL
+    reply
+  }
+  # Sessions find them unqualified; code written for Rserve that loads the Rserve
+  # package gets these versions too.
+  visible <- attach(NULL, name = "rexec")
+  assign("self.oobSend", self.oobSend, envir = visible)
+  assign("self.oobMessage", self.oobMessage, envir = visible)
+  setHook(packageEvent("Rserve", "onLoad"), function(...) {
+    for (name in c("self.oobSend", "self.oobMessage")) {
+      utils::assignInNamespace(name, get(name, envir = here), "Rserve")
+    }
+  })
+
   environment()
 })

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +47,11 @@ _FAST_PARSE_LIMIT = 4096
 _BRACKET_LIMIT = 40
 
 
+#: ``handler(value, code, wait)`` sends an out-of-band frame; with ``wait`` it returns the
+#: client's answer. Raising an exception turns into an R error in the calling code.
+OobHandler = Callable[[Sexp, int, bool], Sexp | None]
+
+
 class RShell:
     """The R of this process. Create after :func:`embedded.start_r`; one per process."""
 
@@ -71,6 +76,8 @@ class RShell:
         }
         self._install = {name: rlib.Rf_install(name.encode()) for name in ("unserialize",)}
         self.converter = Converter(self._helpers, self.call)
+        self._oob: OobHandler | None = None
+        self._install_oob_bridge()
 
     # ------------------------------------------------------------------ interrupts
     def enable_interrupts(self) -> None:
@@ -98,6 +105,34 @@ class RShell:
         finally:
             self._interruptible = False
             rlib.R_interrupts_pending = 0
+
+    # ------------------------------------------------------------------ out-of-band
+    def set_oob_handler(self, handler: OobHandler | None) -> None:
+        """Route self.oobSend()/self.oobMessage() of this session's R code to ``handler``."""
+        self._oob = handler
+
+    def _install_oob_bridge(self) -> None:
+        import rpy2.rinterface as ri
+
+        reply_symbol = rlib.Rf_install(b"oob_reply")
+
+        def bridge(what: Any, code: Any, wait: Any) -> Any:
+            if self._oob is None:
+                return ri.StrSexpVector(
+                    ["OOB command is disallowed by the current configuration (session.oob)"]
+                )
+            try:
+                reply = self._oob(self.to_sexp(what.__sexp__._cdata), int(code[0]), bool(wait[0]))
+            except Exception as exc:
+                return ri.StrSexpVector([f"OOB failed: {exc}"])
+            if reply is not None:
+                value = self.converter.from_sexp(reply)
+                rlib.Rf_defineVar(reply_symbol, value, self._helpers)
+                rlib.Rf_unprotect(1)
+            return ri.BoolSexpVector([True])
+
+        self._bridge = ri.rternalize(bridge)  # keeps the R closure alive with this shell
+        rlib.Rf_defineVar(rlib.Rf_install(b"bridge"), self._bridge.__sexp__._cdata, self._helpers)
 
     # ------------------------------------------------------------------ lifetime
     def hold(self, x: Any) -> Any:
