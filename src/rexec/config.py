@@ -52,6 +52,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(an authenticated user; with authentication off nobody) or `any` (Rserve's default).",
         ("disabled", "auth", "any"),
     ),
+    Setting("tls.cert", "", "PEM certificate (chain) for TLS; empty disables TLS."),
+    Setting("tls.key", "", "PEM private key for `tls.cert` (read by the server process only)."),
+    Setting("tls.port", 0, "A second port whose connections are TLS from the first byte; 0: none."),
+    Setting(
+        "tls.switch",
+        False,
+        "Allow Rserve's in-band CMD_switch to TLS on the plain port (advertised in the ID string).",
+    ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
     Setting(

@@ -16,6 +16,7 @@ import signal
 import socket
 from typing import Any
 
+from rexec.compute import tls
 from rexec.compute.users import UsersFile
 from rexec.config import Config
 from rexec.pool.supervisor import Pool, Shell
@@ -31,6 +32,8 @@ class ComputeServer:
         self.pool = Pool(config, HANDLER, self._on_message)
         self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
         self._listener: socket.socket | None = None
+        self._tls_listener: socket.socket | None = None
+        self.tls_context = tls.make_context(config)
         self._stopped = asyncio.Event()
         self._ids = itertools.count(1)
         self._connections: set[asyncio.Task[Any]] = set()
@@ -40,16 +43,25 @@ class ComputeServer:
         assert self._listener is not None
         return self._listener.getsockname()[1]
 
-    async def start(self) -> None:
-        await self.pool.start()
-        host, port = self.config["server.host"], self.config["server.port"]
+    def _listen(self, port: int) -> socket.socket:
+        host = self.config["server.host"]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(128)
         listener.setblocking(False)
-        self._listener = listener
+        return listener
+
+    async def start(self) -> None:
+        if (self.config["tls.port"] or self.config["tls.switch"]) and self.tls_context is None:
+            raise RuntimeError("tls.port and tls.switch need tls.cert (and tls.key)")
+        await self.pool.start()
+        host = self.config["server.host"]
+        self._listener = self._listen(self.config["server.port"])
+        if self.config["tls.port"]:
+            self._tls_listener = self._listen(self.config["tls.port"])
+            log.info("TLS on %s:%d", host, self._tls_listener.getsockname()[1])
         log.info(
             "rexec compute node listening on %s:%d (pool: %s, initial %d, max %d)",
             host,
@@ -65,32 +77,38 @@ class ComputeServer:
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, self.stop)
-        accept = asyncio.ensure_future(self._accept_loop())
+        accepts = [asyncio.ensure_future(self._accept_loop(self._listener, tls=False))]
+        if self._tls_listener is not None:
+            accepts.append(asyncio.ensure_future(self._accept_loop(self._tls_listener, tls=True)))
         await self._stopped.wait()
-        accept.cancel()
+        for accept in accepts:
+            accept.cancel()
         await self.close()
 
     def stop(self) -> None:
         self._stopped.set()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
+        for listener in (self._listener, self._tls_listener):
+            if listener is not None:
+                listener.close()
         for task in list(self._connections):
             task.cancel()
         await self.pool.stop()
         log.info("rexec compute node stopped")
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, listener: socket.socket, tls: bool) -> None:
         loop = asyncio.get_running_loop()
-        assert self._listener is not None
         while True:
-            client, address = await loop.sock_accept(self._listener)
-            task = asyncio.ensure_future(self._connect(client, address))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+            client, address = await loop.sock_accept(listener)
+            self._track(self._connect(client, address, tls))
 
-    async def _connect(self, client: socket.socket, address: Any) -> None:
+    def _track(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _connect(self, client: socket.socket, address: Any, tls: bool = False) -> None:
         session = f"s{next(self._ids)}"
         peer = f"{address[0]}:{address[1]}"
         try:
@@ -107,6 +125,14 @@ class ComputeServer:
                     self.config["pool.max"],
                 )
                 return
+            if tls:
+                assert self.tls_context is not None
+                inner, outer = socket.socketpair()
+                self.pool.hand_over(shell, inner, session)
+                inner.close()
+                log.info("session %s from %s (TLS) -> shell %d", session, peer, shell.pid)
+                self._track(self._relay(client.dup(), outer))
+                return
             self.pool.hand_over(shell, client, session)
             log.info("session %s from %s -> shell %d", session, peer, shell.pid)
         except OSError as exc:
@@ -114,8 +140,32 @@ class ComputeServer:
         finally:
             client.close()
 
-    async def _on_message(self, shell: Shell, message: dict[str, Any]) -> dict[str, Any] | None:
+    async def _relay(self, client: socket.socket, inner: socket.socket) -> None:
+        assert self.tls_context is not None
+        try:
+            await tls.relay(client, inner, self.tls_context)
+        except (OSError, TimeoutError) as exc:
+            log.warning("TLS connection failed: %s", exc)
+        finally:
+            client.close()
+            inner.close()
+
+    async def _on_message(
+        self, shell: Shell, message: dict[str, Any], fds: list[int]
+    ) -> dict[str, Any] | None:
         op = message.get("op")
+        if op == "tls":  # CMD_switch: the shell hands the client socket over for TLS
+            if not fds or self.tls_context is None:
+                for fd in fds:
+                    os.close(fd)
+                return {"op": "tls", "ok": False}
+            client = socket.socket(fileno=fds[0])
+            inner, outer = socket.socketpair()
+            shell.send({"op": "tls", "ok": True}, [inner.fileno()])
+            inner.close()
+            self._track(self._relay(client, outer))
+            log.info("session %s switched to TLS", shell.session)
+            return None
         if op == "login":
             ok = await self._check_login(str(message.get("user", "")), str(message.get("password")))
             log.info("session %s login %r: %s", shell.session, message.get("user"), ok)

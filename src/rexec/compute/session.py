@@ -86,6 +86,7 @@ class Session:
             Cmd.CLOSE_FILE: self.close_file,
             Cmd.REMOVE_FILE: self.remove_file,
             Cmd.CANCEL: self.cancel,
+            Cmd.SWITCH: self.switch,
             Cmd.CTRL_EVAL: self.control,
             Cmd.CTRL_SOURCE: self.control,
             Cmd.CTRL_SHUTDOWN: self.control,
@@ -96,7 +97,12 @@ class Session:
         self.sock.setblocking(True)
         if self.config["session.oob"]:
             self.shell.set_oob_handler(self._out_of_band)
-        self.sock.sendall(framing.id_string(auth=self.auth_required, plaintext=self.auth_required))
+        self.tls_switch = bool(self.config["tls.switch"] and self.config["tls.cert"])
+        self.sock.sendall(
+            framing.id_string(
+                auth=self.auth_required, plaintext=self.auth_required, tls=self.tls_switch
+            )
+        )
         try:
             while True:
                 self.step()
@@ -116,7 +122,7 @@ class Session:
             log.warning("request of %d bytes refused (limits.maxinbuf)", length)
             return
         payload = self._read_payload(length)
-        if self.auth_required and not self.authenticated and cmd != Cmd.LOGIN:
+        if self.auth_required and not self.authenticated and cmd not in (Cmd.LOGIN, Cmd.SWITCH):
             self._send([framing.error(Err.AUTH_FAILED)])
             raise Closed
         handler = self._handlers.get(cmd, self.invalid)
@@ -404,6 +410,26 @@ class Session:
             reply = [framing.error(exc.status & 0x7F)]
         self._reattach(detached)
         return reply
+
+    def switch(self, payload: memoryview) -> list[Any]:
+        """CMD_switch "TLS": answer in clear, then continue inside TLS. The server process
+        terminates TLS (it holds the key); this shell keeps speaking plain QAP to it."""
+        params = self._params(payload)
+        if not params or params[0].dt != DT.STRING:
+            raise ProtocolError("switch needs a protocol name", Err.INV_PAR)
+        if bytes(params[0].value) != b"TLS":
+            return [framing.error(Err.UNSUPPORTED_CMD)]
+        if not self.tls_switch:
+            return [framing.error(Err.DISABLED)]
+        self._send(framing.ok())
+        self.channel.send({"op": "tls"}, [self.sock.fileno()])
+        answer, fds = self.channel.receive()
+        if not answer or not answer.get("ok") or not fds:
+            raise Closed
+        self.sock.close()
+        self.sock = socket.socket(fileno=fds[0])
+        self.sock.setblocking(True)
+        return []
 
     # ------------------------------------------------------------------ control
     def control(self, payload: memoryview) -> list[Any]:

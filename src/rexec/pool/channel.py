@@ -52,3 +52,51 @@ class Channel:
         if reply is None:
             raise ConnectionError("supervisor went away")
         return reply
+
+
+class AsyncChannelReader:
+    """Supervisor end: read JSON-line messages, and any descriptors passed with them,
+    from a non-blocking control socket inside the asyncio loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._fd = sock.fileno()
+        self._buffer = b""
+        self._fds: list[int] = []
+        self._eof = False
+
+    async def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message with the descriptors received so far; (None, []) at EOF."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buffer:
+            if self._eof:
+                return None, []
+            if self.sock.fileno() == -1:  # closed on our side
+                return None, []
+            ready = loop.create_future()
+            loop.add_reader(self._fd, _settle, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self._fd)
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                data, fds = b"", []
+            self._fds.extend(fds)
+            if not data:
+                self._eof = True
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        fds, self._fds = self._fds, []
+        return json.loads(line), fds
+
+
+def _settle(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)

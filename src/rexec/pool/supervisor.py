@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rexec.config import Config
-from rexec.pool.channel import encode
+from rexec.pool.channel import AsyncChannelReader, encode
 
 log = logging.getLogger("rexec.pool")
 
-#: ``on_message(shell, message)`` answers requests a shell sends (login, shutdown).
-MessageHandler = Callable[["Shell", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+#: ``on_message(shell, message, fds)`` answers requests a shell sends (login, shutdown, ...).
+MessageHandler = Callable[["Shell", dict[str, Any], list[int]], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass(eq=False)
@@ -39,8 +39,7 @@ class Worker:
     """The supervisor's end of one worker process (a shell or the template)."""
 
     sock: socket.socket
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    reader: AsyncChannelReader
     process: asyncio.subprocess.Process | None = None
     pid: int = 0
 
@@ -53,7 +52,7 @@ class Worker:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.writer.close()
+            self.sock.close()
 
 
 @dataclass(eq=False)
@@ -244,8 +243,7 @@ class Pool:
     async def _attach_shell(
         self, sock: socket.socket, process: asyncio.subprocess.Process | None
     ) -> None:
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
-        shell = Shell(sock=sock, reader=reader, writer=writer, process=process)
+        shell = Shell(sock=sock, reader=AsyncChannelReader(sock), process=process)
         self.shells.add(shell)
         try:
             await self._listen(shell)
@@ -254,10 +252,9 @@ class Pool:
 
     async def _listen(self, shell: Shell) -> None:
         while True:
-            line = await shell.reader.readline()
-            if not line:
+            message, fds = await shell.reader.receive()
+            if message is None:
                 return
-            message = json.loads(line)
             if message.get("op") == "ready":
                 shell.pid = message["pid"]
                 shell.tempdir = message.get("tempdir", "")
@@ -267,7 +264,7 @@ class Pool:
                 else:
                     self._make_idle(shell)
             else:
-                reply = await self.on_message(shell, message)
+                reply = await self.on_message(shell, message, fds)
                 if reply is not None:
                     shell.send(reply)
 
@@ -326,18 +323,16 @@ class Pool:
             process = await self._exec("template", child)
         finally:
             child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        self.template = Worker(sock=parent, reader=reader, writer=writer, process=process)
+        self.template = Worker(sock=parent, reader=AsyncChannelReader(parent), process=process)
         self._template_ready = asyncio.get_running_loop().create_future()
         self._track(self._watch_template(self.template, self._template_ready))
         await asyncio.wait_for(asyncio.shield(self._template_ready), 120)
 
     async def _watch_template(self, template: Worker, ready: asyncio.Future[None]) -> None:
         while True:
-            line = await template.reader.readline()
-            if not line:
+            message, _fds = await template.reader.receive()
+            if message is None:
                 break
-            message = json.loads(line)
             if message.get("op") == "ready" and not ready.done():
                 template.pid = message["pid"]
                 ready.set_result(None)

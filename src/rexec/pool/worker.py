@@ -96,6 +96,7 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
     while True:
         message, fds = channel.receive()
         if message is None:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # R's own clean-up waits for children
             return
         if message.get("op") == "eval":  # server-wide code (ctrlEval / ctrlSource)
             channel.send({"op": "result", "ok": _eval_quietly(shell, message["code"])})
