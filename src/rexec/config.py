@@ -98,6 +98,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a detached session (detachSession, detachedVoidEval) waits to be "
         "re-attached before it ends.",
     ),
+    Setting("session.fileio", True, "Allow the QAP file commands (openFile ... removeFile)."),
+    Setting(
+        "session.encoding",
+        "utf8",
+        "String encoding on the wire until a client sends setEncoding: `utf8` (same as "
+        "`native` here) or `latin1`.",
+        ("native", "utf8", "latin1"),
+    ),
     Setting(
         "session.oob",
         False,

@@ -39,21 +39,31 @@ def serve(
     pool_max: Annotated[int | None, typer.Option(help="pool.max")] = None,
     pool_mode: Annotated[str | None, typer.Option(help="pool.mode: fork or spawn")] = None,
     log_level: Annotated[str | None, typer.Option(help="log.level")] = None,
+    rserve_conf: Annotated[
+        list[Path] | None,
+        typer.Option(help="Rserve configuration file(s) (Rserv.conf), read as Rserve does."),
+    ] = None,
 ) -> None:
     """Run a compute node: an Rserve-compatible QAP1 server on a pool of R shells."""
+    from rexec.compute import rserve_conf as rserve
     from rexec.compute.server import serve as run
 
-    cfg = _load(
-        config_file,
-        **{
-            "server.host": host,
-            "server.port": port,
-            "pool.initial": pool_initial,
-            "pool.max": pool_max,
-            "pool.mode": pool_mode,
-            "log.level": log_level,
-        },
-    )
+    from_rserve: dict[str, object] = {}
+    for path in rserve_conf or []:
+        settings, warnings = rserve.load(path)
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        from_rserve.update(settings)
+    flags = {
+        "server.host": host,
+        "server.port": port,
+        "pool.initial": pool_initial,
+        "pool.max": pool_max,
+        "pool.mode": pool_mode,
+        "log.level": log_level,
+    }
+    overrides = {**from_rserve, **{key: v for key, v in flags.items() if v is not None}}
+    cfg = _load(config_file, **overrides)
     run(cfg)
 
 

@@ -63,7 +63,7 @@ class Session:
         self.maxinbuf = config["limits.maxinbuf"]
         self._header = bytearray(HEADER_LENGTH)
         self.files = SessionFiles(os.getcwd())
-        self.wire_encoding = "utf-8"
+        self.wire_encoding = encoding.ENCODINGS[config["session.encoding"].encode()]
         self._cmd = 0
         self._handlers: dict[int, Callable[[memoryview], list[Any]]] = {
             Cmd.LOGIN: self.login,
@@ -324,6 +324,10 @@ class Session:
         raise Closed
 
     # ------------------------------------------------------------------ files
+    def _file_access(self) -> None:
+        if not self.config["session.fileio"]:
+            raise ProtocolError("file commands are disabled (session.fileio)", Err.ACCESS_DENIED)
+
     def _name(self, payload: memoryview) -> bytes:
         params = self._params(payload)
         if not params or params[0].dt != DT.STRING:
@@ -331,20 +335,24 @@ class Session:
         return params[0].value
 
     def open_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         self.files.open(self._name(payload), create=False)
         return framing.ok()
 
     def create_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         self.files.open(self._name(payload), create=True)
         return framing.ok()
 
     def read_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         params = self._params(payload)
         size = params[0].value if len(params) == 1 and params[0].dt == DT.INT else None
         data = self.files.read(size)
         return framing.ok([data] if data else [])
 
     def write_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         params = self._params(payload)
         self.files._handle()  # Rserve checks for an open file before the parameter
         if not params or params[0].dt != DT.BYTESTREAM:
@@ -353,10 +361,12 @@ class Session:
         return framing.ok()
 
     def close_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         self.files.close()
         return framing.ok()
 
     def remove_file(self, payload: memoryview) -> list[Any]:
+        self._file_access()
         self.files.remove(self._name(payload))
         return framing.ok()
 
