@@ -64,7 +64,8 @@ class RawClient:
         self.sock.sendall(b"".join(bytes(c) for c in message(cmd, [payload])))
 
     def reply(self) -> Reply:
-        header = unpack_header(self._read(16))
+        self.last_header = self._read(16)
+        header = unpack_header(self.last_header)
         return Reply(header, self._read(header.length))
 
     def eval(self, code: str) -> Reply:

@@ -190,3 +190,10 @@ def test_startup_code_is_run_once_and_seen_by_every_session(rexec_factory, tmp_p
         assert c.eval("preloaded").value() == 42.0
         assert c.eval("from_source").value() == "sourced"
         assert c.eval("'package:tools' %in% search()").value() is True
+
+
+def test_infinite_recursion_is_an_r_error_not_a_crash(server: Server) -> None:
+    with RawClient(server.port) as c:
+        assert c.eval("f <- function() f(); f()").status == 127
+        assert "C stack usage" in c.eval("geterrmessage()").value()  # same text as Rserve
+        assert c.eval("1L").value() == 1

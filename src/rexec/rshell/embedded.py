@@ -42,6 +42,10 @@ def start_r(args: Sequence[str] = ("--vanilla", "--quiet")) -> None:
     from rpy2.rinterface_lib import callbacks, embedded
 
     embedded.set_initoptions(("rexec", *args))
+    # rpy2 switches R's C stack check off (for R called from other threads); shells only
+    # call R from the main thread, and without the check deep recursion is a segfault
+    # instead of R's "C stack usage is too close to the limit" error.
+    embedded._DEFAULT_C_STACK_LIMIT = 0
     rinterface.initr_simple()
     # R's console output goes straight to this process' stdout/stderr, as in Rserve,
     # without rpy2's per-line Python print().

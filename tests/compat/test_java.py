@@ -1,0 +1,58 @@
+"""The Java client (REngine/Rserve jars shipped by r-cran-rserve) against Rserve and rexec."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.compat.cases import ERRORS, EXPRESSIONS, SETUP
+from tests.conftest import Server, r_package_file
+
+JAVA_SOURCE = Path(__file__).parent / "java" / "Compat.java"
+
+CODES = EXPRESSIONS + ERRORS
+
+
+@pytest.fixture(scope="module")
+def results(rserve: Server, rexec_server: Server, tmp_path_factory) -> list[str]:
+    if shutil.which("javac") is None:
+        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
+    directory = tmp_path_factory.mktemp("java")
+    jars = Path(r_package_file("Rserve", "java"))
+    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(directory)])
+    shutil.copy(JAVA_SOURCE, directory / "Compat.java")
+    subprocess.run(
+        ["javac", "-cp", classpath, str(directory / "Compat.java")], check=True, capture_output=True
+    )
+    cases = directory / "cases.hex"
+    cases.write_text("\n".join(code.encode().hex() for code in CODES) + "\n")
+    run = subprocess.run(
+        [
+            "java",
+            "-cp",
+            classpath,
+            "Compat",
+            str(rserve.port),
+            str(rexec_server.port),
+            str(cases),
+            SETUP.encode().hex(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout.splitlines()
+
+
+@pytest.mark.parametrize("index", range(1, len(CODES) + 1), ids=lambda i: CODES[i - 1][:40])
+def test_eval(results: list[str], index: int) -> None:
+    assert f"{index} TRUE" in results, f"Java client saw different answers for {CODES[index - 1]!r}"
+
+
+def test_assign_through_the_java_api(results: list[str]) -> None:
+    assigned = [line for line in results if line.startswith("assign ")]
+    assert assigned == ["assign 0 0 1 15 1"] * 2  # the same from Rserve and rexec
