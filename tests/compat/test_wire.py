@@ -107,3 +107,45 @@ def test_error_reply_bytes_and_message(rserve: Server, rexec_server: Server, cod
 )
 def test_command_reply_bytes(rserve: Server, rexec_server: Server, messages) -> None:
     _same(rserve, rexec_server, messages)
+
+
+ROUND_TRIPS = [
+    "methods::new('dgCMatrix_stand_in', x = c(1, 2))",
+    "data.frame(a = 1:3, f = factor(c('u', 'v', 'u')), s = c('x', NA, 'z'))",
+    "data.frame(n = c(1.5, 2.5), row.names = c('p', 'q'))",
+    "ordered(c('lo', 'hi'), levels = c('lo', 'hi'))",
+    "as.POSIXct('2024-01-02 03:04:05', tz = 'UTC')",
+    "as.Date('2024-02-29') + 0:2",
+    "matrix(1:6, 2, dimnames = list(c('a', 'b'), NULL))",
+    "quote(f(x, a = 1))",
+    "expression(1 + 2, z)",
+    "list(a = 1, b = list(c = 'x', d = NULL))",
+    "c(a = '\u00e9', b = NA)",
+    "complex(real = 1:2, imaginary = c(NA, 1))",
+    "as.raw(0:10)",
+    "function(a, b = 2) a + b",
+    "globalenv()",
+]
+
+
+@pytest.mark.parametrize("code", ROUND_TRIPS)
+def test_objects_sent_back_decode_alike(rserve: Server, rexec_server: Server, code: str) -> None:
+    """Client -> server decoding: an object as the server encoded it is sent back with
+    setSEXP, and both servers must rebuild the same R value."""
+    with RawClient(rserve.port) as c:
+        c.send(Cmd.VOID_EVAL, string_param(SETUP))
+        c.reply()
+        encoded = c.eval(code).payload  # one DT_SEXP parameter
+    name = string_param("v")
+    name_bytes = b"".join(bytes(x) for x in request(Cmd.SET_SEXP, [name]))[16:]
+    payload = name_bytes + encoded
+    header = (Cmd.SET_SEXP).to_bytes(4, "little") + len(payload).to_bytes(4, "little") + bytes(8)
+    _same(
+        rserve,
+        rexec_server,
+        [
+            header + payload,
+            _frame(Cmd.EVAL, string_param(f"identical(v, {code})")),
+            _frame(Cmd.EVAL, string_param("v")),
+        ],
+    )
