@@ -59,6 +59,11 @@ def byte_view(data: Any) -> memoryview:
     return view
 
 
+def nbytes(chunk: BytesLike) -> int:
+    """Length in bytes of a buffer chunk (cheap for ``bytes``, the usual case)."""
+    return len(chunk) if type(chunk) is bytes else byte_view(chunk).nbytes
+
+
 # --------------------------------------------------------------------------- encoding
 
 
@@ -68,6 +73,15 @@ def encode_sexp(s: Sexp) -> tuple[list[BytesLike], int]:
     Raises ``ValueError``/``TypeError`` when ``s`` itself is malformed (a local bug,
     not a protocol error).
     """
+    if s.attr is None and s.xt in _ITEM_SIZE:  # the common reply: a bare numeric vector
+        view = byte_view(s.value)
+        size = view.nbytes
+        if size % _ITEM_SIZE[s.xt]:
+            raise ValueError(f"{XT(s.xt).name} data of {size} bytes is not whole elements")
+        header = length_header(int(s.xt), size)
+        if size < _COPY_LIMIT:
+            return [header + view], len(header) + size
+        return [header, view], len(header) + size
     out: list[BytesLike] = []
     total = _encode(s, out)
     return coalesce(out), total
@@ -149,7 +163,7 @@ def coalesce(chunks: Iterable[BytesLike]) -> list[BytesLike]:
     merged: list[BytesLike] = []
     run: list[BytesLike] = []
     for chunk in chunks:
-        if byte_view(chunk).nbytes < _COPY_LIMIT:
+        if nbytes(chunk) < _COPY_LIMIT:
             run.append(chunk)
             continue
         if run:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rexec.protocol.codec import BytesLike, byte_view, coalesce
+from rexec.protocol.codec import BytesLike, byte_view, coalesce, nbytes
 from rexec.protocol.constants import (
     HEADER_LENGTH,
     ID_STRING_LENGTH,
@@ -238,7 +238,7 @@ def message(cmd: int, chunks: Iterable[BytesLike] = (), msg_id: int = 0) -> list
     Small pieces are joined (header included), large ones are passed through.
     """
     body = list(chunks)
-    length = sum(byte_view(c).nbytes for c in body)
+    length = sum(nbytes(c) for c in body)
     return coalesce([pack_header(cmd, length, msg_id), *body])
 
 

@@ -32,6 +32,14 @@ class Converter:
         self._string_body = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_body"))
         self._string_vector = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_vector"))
         self._call = call  # (function, *args) -> SEXP, raises on R error
+        base = rlib.R_BaseEnv
+        self._any_na = rlib.Rf_findFun(rlib.Rf_install(b"anyNA"), base)
+        self._write_bin = rlib.Rf_findFun(rlib.Rf_install(b"writeBin"), base)
+        self._empty_raw = rlib.Rf_allocVector(rlib.RAWSXP, 0)
+        rlib.R_PreserveObject(self._empty_raw)
+        l10n = call(rlib.Rf_findFun(rlib.Rf_install(b"l10n_info"), base))
+        #: In a UTF-8 locale writeBin() itself translates every string to UTF-8.
+        self._utf8_locale = bool(rlib.LOGICAL(rlib.VECTOR_ELT(l10n, 1))[0])
 
     # ----------------------------------------------------------------- R -> Sexp
     def to_sexp(self, x: Any) -> Sexp:
@@ -101,6 +109,9 @@ class Converter:
     def _strings(self, x: Any) -> bytes:
         n = rlib.Rf_xlength(x)
         if n > SMALL_STRINGS:
+            fast = self._strings_fast(x)
+            if fast is not None:
+                return fast
             body = self._call(self._string_body, x)
             return bytes(ffi.buffer(rlib.RAW(body), rlib.Rf_xlength(body)))
         parts = []
@@ -116,6 +127,21 @@ class Converter:
                 data = b"\xff" + data
             parts.append(data + b"\x00")
         return b"".join(parts)
+
+    def _strings_fast(self, x: Any) -> bytes | None:
+        """The wire body from one ``writeBin(x, raw())`` when nothing needs escaping.
+
+        That is the common case: no NA and no 0xFF byte anywhere (never part of valid
+        UTF-8, so no element can start with one). Otherwise None: the caller takes the
+        general path, which marks NAs and doubles leading 0xFF bytes.
+        """
+        if not self._utf8_locale:
+            return None
+        if rlib.LOGICAL(self._call(self._any_na, x))[0]:
+            return None
+        body = self._call(self._write_bin, x, self._empty_raw)
+        data = bytes(ffi.buffer(rlib.RAW(body), rlib.Rf_xlength(body)))
+        return None if b"\xff" in data else data
 
     def _logicals(self, x: Any) -> bytes:
         n = rlib.Rf_xlength(x)

@@ -1,0 +1,147 @@
+"""``python -m bench``: rexec against a real Rserve, same machine, same clients, interleaved.
+
+Both servers run for the whole benchmark. Each round runs every workload against
+both, alternating which goes first (AB, then BA), so drift on a shared machine hits
+both alike. Statistics pool the samples of all rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report, workloads
+from bench.qap import Client
+from bench.servers import Server, start_rexec, start_rserve, wait_for_idle_shells
+from bench.workloads import Samples, Sizes
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POOL = 8  # rexec's idle shells; Rserve gets as many connected children for the PSS row
+
+
+def _settle(server: Server) -> None:
+    """Let a server recover after a workload: rexec's pool refills, Rserve's children exit."""
+    if server.name == "rexec":
+        wait_for_idle_shells(server, POOL, timeout=10)
+    time.sleep(0.1)
+
+
+def memory(rserve: Server, directory: Path, rounds: int) -> dict[str, list[float]]:
+    """PSS (KiB) of rexec with POOL idle shells vs Rserve's master with POOL connected children.
+
+    rexec runs with ``pool.max = POOL`` here, so exactly POOL shells exist.
+    """
+    idle = start_rexec(directory / "rexec-memory", initial=POOL, maximum=POOL)
+    samples: dict[str, list[float]] = {"rexec": [], "Rserve": []}
+    try:
+        wait_for_idle_shells(idle, POOL)
+        for _ in range(rounds):
+            time.sleep(0.5)
+            samples["rexec"].append(idle.pss_kib())
+            clients = [Client(rserve.port) for _ in range(POOL)]
+            try:
+                for client in clients:
+                    client.call(workloads.ONE)
+                time.sleep(0.5)
+                samples["Rserve"].append(rserve.pss_kib())
+            finally:
+                for client in clients:
+                    client.close()
+            time.sleep(0.2)
+    finally:
+        idle.stop()
+    return samples
+
+
+def run(
+    sizes: Sizes,
+    rounds: int,
+    out: Path,
+    *,
+    rsclient: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole benchmark; writes ``latest.json``/``latest.png`` to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="rexec-bench-"))
+    started = time.monotonic()
+    jobs: list[tuple[str, Callable[[int], Samples]]] = [
+        ("connect_first", lambda port: workloads.connect_first(port, sizes)),
+        ("eval_latency", lambda port: workloads.eval_latency(port, sizes)),
+        ("throughput_2", lambda port: workloads.throughput_2(port, sizes)),
+        ("throughput_8", lambda port: workloads.throughput_8(port, sizes)),
+        ("bulk", lambda port: workloads.bulk(port, sizes)),
+        ("sequential", lambda port: workloads.sequential_connections(port, sizes)),
+        ("concurrent", lambda port: workloads.concurrent_connections(port, sizes)),
+    ]
+    if rsclient and shutil.which("Rscript"):
+        jobs.append(("rsclient", lambda port: workloads.rsclient(port, sizes, scratch)))
+    samples: dict[str, dict[str, list[float]]] = {"rexec": {}, "Rserve": {}}
+    rserve = start_rserve(scratch / "rserve")
+    rexec = start_rexec(scratch / "rexec", initial=POOL, maximum=64)
+    try:
+        _settle(rexec)
+        for round_ in range(rounds):
+            order = [rexec, rserve] if round_ % 2 == 0 else [rserve, rexec]
+            for _name, job in jobs:
+                for server in order:
+                    for metric, values in job(server.port).items():
+                        samples[server.name].setdefault(metric, []).extend(values)
+                    _settle(server)
+            log(f"round {round_ + 1}/{rounds} done ({time.monotonic() - started:.0f} s)")
+        pss = memory(rserve, scratch, max(1, min(rounds, 3)))
+        samples["rexec"]["pss"] = pss["rexec"]
+        samples["Rserve"]["pss"] = pss["Rserve"]
+    finally:
+        rexec.stop()
+        rserve.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    results = report.evaluate(samples, dataclasses.asdict(sizes))
+    document = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": report.machine(),
+        "rounds": rounds,
+        "sizes": dataclasses.asdict(sizes),
+        "seconds": round(time.monotonic() - started, 1),
+        "results": results,
+    }
+    report.write_json(out / "latest.json", document)
+    report.write_chart(out / "latest.png", results, _title(document))
+    (out / "latest.md").write_text(
+        _title(document) + "\n\n" + report.markdown_table(results) + "\n"
+    )
+    return document
+
+
+def _title(document: dict[str, Any]) -> str:
+    m = document["machine"]
+    return (
+        f"rexec vs Rserve {m['rserve']}, {document['date']}, {m['nproc']} cores ({m['cpu']}), "
+        f"{m['r']}, {document['rounds']} interleaved rounds"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, < 1 minute")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--no-rsclient", action="store_true", help="skip the RSclient rows")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    args = parser.parse_args(argv)
+    sizes = workloads.TINY if args.tiny else workloads.QUICK if args.quick else workloads.FULL
+    rounds = args.rounds or (1 if args.tiny else 2 if args.quick else 5)
+    document = run(sizes, rounds, args.out, rsclient=not args.no_rsclient)
+    report.print_table(document["results"], _title(document))
+    print(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.png'}, {args.out / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    main()
