@@ -113,7 +113,12 @@ class ComputeServer:
         peer = f"{address[0]}:{address[1]}"
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            shell = await self.pool.acquire(self.config["pool.wait_timeout"])
+            deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                shell = await self.pool.acquire(max(remaining, 0.0))
+                if shell is None or shell.sock.fileno() != -1:
+                    break
             if shell is None:
                 stats = self.pool.stats()
                 log.warning(

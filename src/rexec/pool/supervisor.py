@@ -60,6 +60,7 @@ class Shell(Worker):
     state: str = "starting"  # starting -> idle -> busy -> gone
     tempdir: str = ""
     session: str = ""
+    generation: int = 0
     created: float = field(default_factory=time.monotonic)
 
 
@@ -88,6 +89,7 @@ class Pool:
         self._control_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.generation = 0  # bumped by server-wide code: older idle shells are replaced
         self._served = 0
         self._failed = 0
         self._consecutive_failures = 0
@@ -114,7 +116,7 @@ class Pool:
             if not waiter.done():
                 waiter.cancel()
         for shell in list(self.idle):
-            self._signal(shell, signal.SIGTERM)
+            self._retire(shell)
         if self.template is not None:
             self.template.close()
         deadline = time.monotonic() + grace
@@ -204,26 +206,33 @@ class Pool:
         asyncio.get_running_loop().call_later(max(delay, 0.0), callback)
 
     def _spawn_shell(self) -> None:
+        # The shell is counted as starting at once, so maintain() never over-spawns.
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        shell = Shell(sock=parent, reader=AsyncChannelReader(parent), generation=self.generation)
+        self.shells.add(shell)
         if self.mode == "fork":
             assert self.template is not None
             try:
                 self.template.send({"op": "fork"}, [child.fileno()])
             except OSError:
+                self.shells.discard(shell)
                 parent.close()
-                child.close()
                 return
-            child.close()
-            self._track(self._attach_shell(parent, None))
+            finally:
+                child.close()
+            self._track(self._run_shell(shell))
         else:
-            self._track(self._spawn_process(parent, child))
+            self._track(self._spawn_process(shell, child))
 
-    async def _spawn_process(self, parent: socket.socket, child: socket.socket) -> None:
+    async def _spawn_process(self, shell: Shell, child: socket.socket) -> None:
         try:
-            process = await self._exec("shell", child)
+            shell.process = await self._exec("shell", child)
+        except OSError:
+            log.exception("could not start an R shell process")
+            shell.close()
         finally:
             child.close()
-        await self._attach_shell(parent, process)
+        await self._run_shell(shell)
 
     async def _exec(self, role: str, child: socket.socket) -> asyncio.subprocess.Process:
         config_json = json.dumps(self.config.to_dict())
@@ -240,11 +249,7 @@ class Pool:
             start_new_session=True,
         )
 
-    async def _attach_shell(
-        self, sock: socket.socket, process: asyncio.subprocess.Process | None
-    ) -> None:
-        shell = Shell(sock=sock, reader=AsyncChannelReader(sock), process=process)
-        self.shells.add(shell)
+    async def _run_shell(self, shell: Shell) -> None:
         try:
             await self._listen(shell)
         finally:
@@ -259,8 +264,8 @@ class Pool:
                 shell.pid = message["pid"]
                 shell.tempdir = message.get("tempdir", "")
                 self._consecutive_failures = 0
-                if self._stopping:
-                    self._signal(shell, signal.SIGTERM)
+                if self._stopping or shell.generation != self.generation:
+                    self._retire(shell)  # started before a server-wide change
                 else:
                     self._make_idle(shell)
             else:
@@ -287,6 +292,8 @@ class Pool:
             if self._consecutive_failures >= 3:
                 self._backoff_until = time.monotonic() + min(30, self._consecutive_failures)
             log.error("an R shell exited before it was ready")
+        elif was == "retiring":
+            log.debug("R shell %d retired", shell.pid)
         elif was == "idle":
             log.warning("idle R shell %d exited; replacing it", shell.pid)
         else:
@@ -312,8 +319,10 @@ class Pool:
                 self.config = Config({**self.config.to_dict(), "startup.eval": startup})
                 ok = True
         if ok:
+            self.generation += 1
             for shell in list(self.idle):
-                self._signal(shell, signal.SIGTERM)
+                self._retire(shell)
+            self.maintain()
         return ok
 
     # ------------------------------------------------------------------ the template
@@ -362,6 +371,13 @@ class Pool:
         self.maintain()
 
     # ------------------------------------------------------------------ helpers
+    def _retire(self, shell: Shell) -> None:
+        """Take an idle shell out of service for good (it is replaced)."""
+        with contextlib.suppress(ValueError):
+            self.idle.remove(shell)
+        shell.state = "retiring"
+        self._signal(shell, signal.SIGTERM)
+
     def _signal(self, shell: Shell, signum: int) -> None:
         if shell.pid:
             with contextlib.suppress(ProcessLookupError):
