@@ -130,3 +130,11 @@ def users_list(config_file: ConfigOption = None, users_file: UsersFileOption = N
 def show_config() -> None:
     """Print the configuration reference (every key, its default and meaning)."""
     print(configuration.reference_table())
+
+
+from rexec.cli import remote as _remote  # noqa: E402 - sub-apps registered last
+from rexec.cli import web as _web  # noqa: E402
+
+app.command("web")(_web.web)
+app.command("up")(_web.up)
+app.add_typer(_remote.app, name="remote")

@@ -1,0 +1,158 @@
+"""``rexec web`` (the web node) and ``rexec up`` (a compute node and a web node together)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL (sqlite:///file.db or postgresql://...); "
+        "default sqlite:///rexec-web.db or REXEC_WEB_DATABASE_URL.",
+    ),
+]
+
+
+def _settings(
+    host: str,
+    port: int,
+    database_url: str | None,
+    compute: list[str],
+    pool_max: int,
+    idle_timeout: float,
+    compute_user: str | None,
+    compute_password: str | None,
+):
+    from rexec.web.settings import ComputeNode, WebSettings
+
+    nodes = []
+    for spec in compute or ["127.0.0.1:6311"]:
+        node_host, _, node_port = spec.rpartition(":")
+        if not node_host or not node_port.isdigit():
+            console.print(f"[red]--compute expects HOST:PORT, not {spec!r}[/red]")
+            raise typer.Exit(2)
+        nodes.append(
+            ComputeNode(
+                node_host,
+                int(node_port),
+                user=compute_user,
+                password=compute_password,
+                pool_max=pool_max,
+            )
+        )
+    settings = WebSettings(host=host, port=port, session_idle_timeout=idle_timeout).with_env()
+    changes: dict[str, object] = {"compute_nodes": tuple(nodes)}
+    if database_url:
+        changes["database_url"] = database_url
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def _run_web(settings, log_level: str) -> None:
+    import uvicorn
+
+    from rexec.web.app import WebNode, bootstrap_admin, create_app
+
+    node = WebNode.build(settings)
+    generated = bootstrap_admin(node, os.environ.get("REXEC_ADMIN_PASSWORD"))
+    if generated is not None:
+        console.print(
+            f"created Owner [bold]admin[/bold] with password [bold]{generated}[/bold] "
+            "(shown once; set REXEC_ADMIN_PASSWORD to choose it)"
+        )
+    console.print(f"rexec web node on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(create_app(node=node), host=settings.host, port=settings.port, log_level=log_level)
+
+
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 12800,
+    database_url: DatabaseOption = None,
+    compute: Annotated[list[str], typer.Option(help="Compute node HOST:PORT (repeatable).")] = [],  # noqa: B006 - typer reads the default, never mutates it
+    pool_max: Annotated[int, typer.Option(help="pool.max of the compute nodes.")] = 8,
+    compute_user: Annotated[str | None, typer.Option(help="QAP login for compute nodes.")] = None,
+    compute_password: Annotated[str | None, typer.Option(help="Its password.")] = None,
+    idle_timeout: Annotated[float, typer.Option(help="Idle session timeout, seconds.")] = 3600.0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the web node: the REST API in front of one or more compute nodes."""
+    settings = _settings(
+        host, port, database_url, compute, pool_max, idle_timeout, compute_user, compute_password
+    )
+    _run_web(settings, log_level)
+
+
+def up(
+    config_file: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Compute node rexec.toml.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Web node address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Web node HTTP port.")] = 12800,
+    compute_port: Annotated[int, typer.Option(help="Compute node QAP port.")] = 6311,
+    pool_max: Annotated[int | None, typer.Option(help="pool.max of the compute node.")] = None,
+    database_url: DatabaseOption = None,
+    idle_timeout: Annotated[float, typer.Option(help="Idle session timeout, seconds.")] = 3600.0,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run a compute node (loopback) and a web node in front of it: a one-box install."""
+    from rexec import config as configuration
+
+    cfg = configuration.load(config_file, {"server.port": compute_port, "pool.max": pool_max})
+    command = [sys.executable, "-m", "rexec.cli", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(compute_port), "--log-level", log_level]
+    if config_file is not None:
+        command += ["--config", str(config_file)]
+    if pool_max is not None:
+        command += ["--pool-max", str(pool_max)]
+    compute = subprocess.Popen(command, start_new_session=True)
+    try:
+        _wait_for_compute(compute, compute_port)
+        settings = _settings(
+            host,
+            port,
+            database_url,
+            [f"127.0.0.1:{compute_port}"],
+            cfg["pool.max"],
+            idle_timeout,
+            None,
+            None,
+        )
+        _run_web(settings, log_level)
+    finally:
+        if compute.poll() is None:
+            os.killpg(compute.pid, signal.SIGTERM)
+            try:
+                compute.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(compute.pid, signal.SIGKILL)
+
+
+def _wait_for_compute(process: subprocess.Popen[bytes], port: int, timeout: float = 120) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            console.print("[red]the compute node exited during start-up[/red]")
+            raise typer.Exit(1)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if s.recv(4) == b"Rsrv":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    console.print("[red]the compute node did not start in time[/red]")
+    raise typer.Exit(1)

@@ -1,0 +1,178 @@
+"""The asyncio connection: the same sans-I/O operations over asyncio streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from rexec.client import _core
+from rexec.client._core import ClientError, ConnectionLost, Convert, Core, Operation, RError
+from rexec.protocol import Err, Frame
+from rexec.protocol.codec import BytesLike
+
+_RECV_SIZE = 1 << 20
+
+
+class AsyncConnection:
+    """One QAP1 session driven by asyncio. Requests on one connection are serialised
+    with a lock; :meth:`cancel` uses a connection of its own and never waits for it."""
+
+    def __init__(self, host: str, port: int, timeout: float | None) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.pid: int | None = None
+        self._cancelling = False
+        self._user: str | None = None
+        self._password: str | None = None
+        self._core = Core()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    async def _open(self, user: str | None, password: str | None, fetch_pid: bool) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout
+            )
+            await asyncio.wait_for(self._greeting(), self.timeout)
+            if user is not None:
+                await self._login(user, password or "")
+            if fetch_pid and (user is not None or not self._core.needs_login):
+                self.pid = await self._run(_core.pid_op())
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                raise ConnectionLost(f"cannot connect: {exc!r}") from exc
+            raise
+
+    async def _greeting(self) -> None:
+        while self._core.info is None:
+            await self._receive()
+
+    # ------------------------------------------------------------------ I/O
+    async def _receive(self) -> None:
+        if self._reader is None:
+            raise ConnectionLost("connection is closed")
+        data = await self._reader.read(_RECV_SIZE)
+        if not data:
+            raise ConnectionLost("connection closed by the server")
+        self._core.receive(data)
+
+    async def _exchange(self, chunks: list[BytesLike]) -> Frame:
+        if self._writer is None:
+            raise ConnectionLost("connection is closed")
+        self._writer.writelines(chunks)
+        await self._writer.drain()
+        while (frame := self._core.next_frame()) is None:
+            await self._receive()
+        return frame
+
+    async def _run(self, op: Operation, timeout: float | None = -1.0) -> Any:
+        async with self._lock:
+            try:
+                chunks = next(op)
+                while True:
+                    frame = await asyncio.wait_for(
+                        self._exchange(chunks), self.timeout if timeout == -1.0 else timeout
+                    )
+                    chunks = op.send(frame)
+            except StopIteration as stop:
+                return stop.value
+            except RError as exc:
+                if self._cancelling and exc.status == Err.R_ERROR:
+                    raise RError(exc.status, "evaluation cancelled") from None
+                raise
+            except ConnectionLost:
+                await self.close()
+                raise
+            except (OSError, asyncio.CancelledError) as exc:
+                # A reply may still arrive: the stream is out of step, so it is closed.
+                await self.close()
+                if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                    raise ConnectionLost(f"connection lost: {exc!r}") from exc
+                raise
+            finally:
+                self._cancelling = False
+
+    # ------------------------------------------------------------------ commands
+    @property
+    def closed(self) -> bool:
+        return self._writer is None
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is in flight."""
+        return self._lock.locked()
+
+    async def eval(
+        self, code: str, *, convert: Convert = "python", timeout: float | None = -1.0
+    ) -> Any:
+        """Evaluate R code and return its value (``timeout`` overrides the connection's)."""
+        return await self._run(_core.eval_op(code, convert), timeout)
+
+    async def void_eval(self, code: str, *, timeout: float | None = -1.0) -> None:
+        await self._run(_core.void_eval_op(code), timeout)
+
+    async def assign(self, name: str, value: Any) -> None:
+        await self._run(_core.assign_op(name, value))
+
+    async def call(
+        self, fn_name: str, *args: Any, convert: Convert = "python", **kwargs: Any
+    ) -> Any:
+        return await self._run(_core.call_op(fn_name, args, kwargs, convert))
+
+    async def ser_eval(self, data: BytesLike) -> bytes:
+        return await self._run(_core.ser_eval_op(data))
+
+    async def login(self, user: str, password: str) -> None:
+        await self._login(user, password)
+        self.pid = await self._run(_core.pid_op())
+
+    async def _login(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+        try:
+            await self._run(_core.login_op(user, password))
+        except ClientError:
+            await self.close()
+            raise
+
+    async def cancel(self) -> bool:
+        """Interrupt the running evaluation via a side connection (see Connection.cancel)."""
+        if self.pid is None:
+            raise ClientError("the shell's pid is unknown (log in first)")
+        self._cancelling = True
+        side = AsyncConnection(self.host, self.port, self.timeout or 30.0)
+        await side._open(self._user, self._password, fetch_pid=False)
+        async with side:
+            return await side._run(_core.cancel_op(self.pid))
+
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def __aenter__(self) -> AsyncConnection:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pid {self.pid}"
+        return f"<rexec.client.AsyncConnection {self.host}:{self.port} {state}>"
+
+
+async def aconnect(
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    timeout: float | None = None,
+) -> AsyncConnection:
+    """Open an asyncio connection (and log in when ``user`` is given)."""
+    connection = AsyncConnection(host, port, timeout)
+    await connection._open(user, password, fetch_pid=True)
+    return connection

@@ -1,0 +1,214 @@
+"""The client's sans-I/O core, shared by the blocking and the asyncio connection.
+
+Every operation is a generator: it yields the request to send (a list of buffer chunks),
+receives the reply :class:`Frame`, and returns the operation's result. The two
+connection classes only move bytes; all protocol decisions (error statuses, fetching
+``geterrmessage()``, login, conversions) live here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Literal
+
+from rexec.client import convert as conv
+from rexec.protocol import (
+    DT,
+    RESP_OK,
+    XT,
+    Cmd,
+    Err,
+    Frame,
+    FrameBuffer,
+    IdInfo,
+    Sexp,
+    decode_params,
+    error_status,
+    int_param,
+    message,
+    parse_id_string,
+    request,
+    sexp_param,
+    string_param,
+)
+from rexec.protocol.codec import BytesLike
+from rexec.protocol.constants import ID_STRING_LENGTH
+
+Convert = Literal["python", "numpy", "raw"]
+Operation = Generator[list[BytesLike], Frame, Any]
+
+#: The evaluation statuses after which R's ``geterrmessage()`` describes the error.
+_R_ERROR_STATUSES = frozenset({Err.R_ERROR, Err.SER_ERROR})
+_STATUS_TEXT = {
+    Err.PARSE_NULL: "parse error",
+    Err.PARSE_INCOMPLETE: "incomplete R code",
+    Err.PARSE_ERROR: "R code does not parse",
+    Err.PARSE_EOF: "unexpected end of R code",
+}
+
+
+class ClientError(Exception):
+    """The connection failed or the server refused a command (not an R error)."""
+
+
+class ConnectionLost(ClientError):
+    """The connection broke (closed by the server, reset, timed out); it cannot be reused."""
+
+
+class RError(ClientError):
+    """R reported an error: ``status`` is the QAP status, ``message`` R's error text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RError({self.status}, {self.message!r})"
+
+
+class Core:
+    """Bytes in, frames out: the server's 32-byte greeting, then reply frames."""
+
+    def __init__(self) -> None:
+        self._greeting = bytearray()
+        self.info: IdInfo | None = None
+        self._frames = FrameBuffer(None)
+
+    def receive(self, data: BytesLike) -> None:
+        view = memoryview(data)
+        if self.info is None:
+            take = ID_STRING_LENGTH - len(self._greeting)
+            self._greeting += view[:take]
+            view = view[take:]
+            if len(self._greeting) == ID_STRING_LENGTH:
+                self.info = parse_id_string(self._greeting)
+        if len(view):
+            self._frames.feed(view)
+
+    def next_frame(self) -> Frame | None:
+        return self._frames.next_frame()
+
+    @property
+    def needs_login(self) -> bool:
+        assert self.info is not None
+        return any(a in ("ARpt", "ARuc") for a in self.info.attributes)
+
+
+# ============================================================================ replies
+
+
+def _payload(frame: Frame) -> memoryview:
+    if frame.header.cmd != RESP_OK:
+        raise ClientError(f"unexpected reply {frame.header.cmd:#x}")
+    return frame.payload if frame.payload is not None else memoryview(b"")
+
+
+def _status(frame: Frame) -> int | None:
+    """None for RESP_OK, the error status otherwise."""
+    return None if frame.header.cmd == RESP_OK else error_status(frame.header.cmd)
+
+
+def _sexp(frame: Frame) -> Sexp:
+    params = decode_params(_payload(frame))
+    if not params or params[0].dt != DT.SEXP:
+        return Sexp(XT.NULL)
+    return params[0].value
+
+
+def converted(s: Sexp, convert: Convert) -> Any:
+    if convert == "raw":
+        return s
+    if convert == "numpy":
+        return conv.to_numpy(s)
+    if convert == "python":
+        return conv.to_python(s)
+    raise ValueError(f"convert must be 'python', 'numpy' or 'raw', not {convert!r}")
+
+
+def _fail(status: int) -> Operation:
+    """Raise the error for ``status``, asking R for its message when there is one."""
+    if status in _R_ERROR_STATUSES:
+        frame = yield request(Cmd.EVAL, [string_param("geterrmessage()")])
+        text = ""
+        if _status(frame) is None:
+            value = conv.to_python(_sexp(frame))
+            text = value.strip() if isinstance(value, str) else ""
+        raise RError(status, text or f"R error (status {status})")
+    if status in _STATUS_TEXT:
+        raise RError(status, _STATUS_TEXT[Err(status)])
+    name = Err(status).name if status in Err._value2member_map_ else "unknown"
+    raise ClientError(f"server refused the command: status {status:#x} ({name})")
+
+
+def _command(chunks: list[BytesLike]) -> Operation:
+    """Send one request; return the reply frame, raising on an error status."""
+    frame = yield chunks
+    status = _status(frame)
+    if status is not None:
+        yield from _fail(status)
+    return frame
+
+
+# ============================================================================ operations
+
+
+def _code(code: str | Sexp) -> Any:
+    return sexp_param(code) if isinstance(code, Sexp) else string_param(code)
+
+
+def eval_op(code: str | Sexp, convert: Convert) -> Operation:
+    frame = yield from _command(request(Cmd.EVAL, [_code(code)]))
+    return converted(_sexp(frame), convert)
+
+
+def void_eval_op(code: str | Sexp) -> Operation:
+    yield from _command(request(Cmd.VOID_EVAL, [_code(code)]))
+
+
+def assign_op(name: str, value: Any) -> Operation:
+    yield from _command(
+        request(Cmd.SET_SEXP, [string_param(name), sexp_param(conv.to_sexp(value))])
+    )
+
+
+def call_op(
+    fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], convert: Convert
+) -> Operation:
+    items = [(Sexp(XT.SYMNAME, fn_name), Sexp(XT.NULL))]
+    items += [(conv.to_sexp(a), Sexp(XT.NULL)) for a in args]
+    items += [(conv.to_sexp(v), Sexp(XT.SYMNAME, k)) for k, v in kwargs.items()]
+    call = Sexp(XT.LANG_TAG, items) if kwargs else Sexp(XT.LANG_NOTAG, [v for v, _ in items])
+    return (yield from eval_op(call, convert))
+
+
+def ser_eval_op(data: BytesLike) -> Operation:
+    frame = yield from _command(message(Cmd.SER_EVAL, [data]))
+    return bytes(_payload(frame))
+
+
+def login_op(user: str, password: str) -> Operation:
+    frame = yield request(Cmd.LOGIN, [string_param(f"{user}\n{password}")])
+    status = _status(frame)
+    if status is not None:
+        raise ClientError(
+            "login failed" if status == Err.AUTH_FAILED else f"login refused: status {status:#x}"
+        )
+
+
+def pid_op() -> Operation:
+    """The R shell's process id (needed to cancel its evaluations)."""
+    frame = yield from _command(request(Cmd.EVAL, [string_param("Sys.getpid()")]))
+    value = conv.to_python(_sexp(frame))
+    return int(value) if isinstance(value, int | float) else None
+
+
+def cancel_op(pid: int) -> Operation:
+    """True when an evaluation was interrupted, False when the shell was not evaluating."""
+    frame = yield request(Cmd.CANCEL, [int_param(pid)])
+    status = _status(frame)
+    if status == Err.INV_PAR:
+        return False
+    if status is not None:
+        raise ClientError(f"cancel refused: status {status:#x} (not supported by this server?)")
+    return True

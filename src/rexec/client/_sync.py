@@ -1,0 +1,176 @@
+"""The blocking connection: a socket driving the sans-I/O operations of ``_core``."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from rexec.client import _core
+from rexec.client._core import ClientError, ConnectionLost, Convert, Core, Operation, RError
+from rexec.protocol import Err, Frame
+from rexec.protocol.codec import BytesLike
+
+_RECV_SIZE = 1 << 20
+_JOIN_LIMIT = 1 << 16
+
+
+class Connection:
+    """One QAP1 session (one R shell on the server). Not safe for concurrent requests
+    from several threads, except :meth:`cancel`, which uses a connection of its own."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6311,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float | None = None,
+        _fetch_pid: bool = True,
+    ) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._user, self._password = user, password
+        self.pid: int | None = None
+        self._cancelling = False
+        self._core = Core()
+        self._sock: socket.socket | None = socket.create_connection((host, port), timeout=timeout)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while self._core.info is None:
+                self._receive()
+            if user is not None:
+                self._login(user, password or "")
+            if _fetch_pid and (user is not None or not self._core.needs_login):
+                self.pid = self._run(_core.pid_op())
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ I/O
+    def _receive(self) -> None:
+        if self._sock is None:
+            raise ConnectionLost("connection is closed")
+        data = self._sock.recv(_RECV_SIZE)
+        if not data:
+            raise ConnectionLost("connection closed by the server")
+        self._core.receive(data)
+
+    def _send(self, chunks: list[BytesLike]) -> None:
+        if self._sock is None:
+            raise ConnectionLost("connection is closed")
+        if sum(memoryview(c).nbytes for c in chunks) <= _JOIN_LIMIT:
+            self._sock.sendall(b"".join(chunks))
+            return
+        for chunk in chunks:  # large vector bodies go out uncopied
+            self._sock.sendall(chunk)
+
+    def _frame(self) -> Frame:
+        while (frame := self._core.next_frame()) is None:
+            self._receive()
+        return frame
+
+    def _run(self, op: Operation) -> Any:
+        try:
+            chunks = next(op)
+            while True:
+                self._send(chunks)
+                chunks = op.send(self._frame())
+        except StopIteration as stop:
+            return stop.value
+        except RError as exc:
+            if self._cancelling and exc.status == Err.R_ERROR:
+                raise RError(exc.status, "evaluation cancelled") from None
+            raise
+        except ConnectionLost:
+            self.close()
+            raise
+        except OSError as exc:  # timeouts too: a late reply would desynchronise the stream
+            self.close()
+            raise ConnectionLost(f"connection lost: {exc!r}") from exc
+        finally:
+            self._cancelling = False
+
+    # ------------------------------------------------------------------ commands
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def eval(self, code: str, *, convert: Convert = "python") -> Any:
+        """Evaluate R code (text, or a language object as a Sexp) and return its value."""
+        return self._run(_core.eval_op(code, convert))
+
+    def void_eval(self, code: str) -> None:
+        """Evaluate R code without transferring the result."""
+        self._run(_core.void_eval_op(code))
+
+    def assign(self, name: str, value: Any) -> None:
+        """Bind ``name`` in R's global environment to ``value`` (Python, numpy or pandas)."""
+        self._run(_core.assign_op(name, value))
+
+    def call(self, fn_name: str, *args: Any, convert: Convert = "python", **kwargs: Any) -> Any:
+        """Call the R function ``fn_name`` with converted arguments; return its value."""
+        return self._run(_core.call_op(fn_name, args, kwargs, convert))
+
+    def ser_eval(self, data: BytesLike) -> bytes:
+        """serEval: ``data`` is an R-serialized expression, the reply R-serialized too."""
+        return self._run(_core.ser_eval_op(data))
+
+    def login(self, user: str, password: str) -> None:
+        """Log in (plain text, as Rserve's ``ARpt``). A refused login closes the connection."""
+        self._login(user, password)
+        self.pid = self._run(_core.pid_op())
+
+    def _login(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+        try:
+            self._run(_core.login_op(user, password))
+        except ClientError:
+            self.close()
+            raise
+
+    def cancel(self) -> bool:
+        """Interrupt the evaluation running on this connection (from any thread).
+
+        Opens a side connection and sends CMD_cancel with this shell's pid; the running
+        call then raises :class:`RError` (status 127) and the session stays usable.
+        Returns False when the server has no session with this pid (it ended).
+        """
+        if self.pid is None:
+            raise ClientError("the shell's pid is unknown (log in first)")
+        self._cancelling = True
+        with Connection(
+            self.host,
+            self.port,
+            user=self._user,
+            password=self._password,
+            timeout=self.timeout if self.timeout is not None else 30.0,
+            _fetch_pid=False,
+        ) as side:
+            return side._run(_core.cancel_op(self.pid))
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pid {self.pid}"
+        return f"<rexec.client.Connection {self.host}:{self.port} {state}>"
+
+
+def connect(
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    timeout: float | None = None,
+) -> Connection:
+    """Open a blocking connection (and log in when ``user`` is given)."""
+    return Connection(host, port, user=user, password=password, timeout=timeout)

@@ -1,0 +1,78 @@
+"""``rexec up`` (first start prints the admin password once) and ``rexec remote``."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import UTF8, free_port
+
+
+def test_up_then_remote_login_execute_put_get_snapshot(tmp_path: Path) -> None:
+    web_port, compute_port = free_port(), free_port()
+    env = {**UTF8, "REXEC_REMOTE_FILE": str(tmp_path / "remote.json")}
+    env.pop("REXEC_ADMIN_PASSWORD", None)
+    log = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "rexec.cli", "up", "--port", str(web_port)),
+            *("--compute-port", str(compute_port), "--pool-max", "3", "--log-level", "warning"),
+            *("--database-url", f"sqlite:///{tmp_path / 'web.db'}"),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**env, "COLUMNS": "200"},
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{web_port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert up.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{url}/openapi.json").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        match = re.search(r"password (\S+) \(shown once", log.read_text())
+        assert match, log.read_text()
+        password = match.group(1)
+
+        def remote(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "rexec.cli", "remote", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+                input=stdin,
+                timeout=60,
+            )
+
+        assert remote("login", url, "-u", "admin", "--password", "wrong").returncode == 1
+        assert remote("login", url, "-u", "admin", "--password", password).returncode == 0
+        ran = remote("execute", "y <- x + 1; print(y)", "-i", "x=[1,2]", "-o", "y")
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == "[1] 2 3\ny = [2.0, 3.0]\n"
+        failed = remote("execute", "stop('no')")
+        assert failed.returncode == 1 and "no" in failed.stderr
+        (tmp_path / "local.txt").write_text("hello")
+        assert remote("put", str(tmp_path / "local.txt"), "--name", "in.txt").returncode == 0
+        assert remote("execute", "-", stdin="writeLines(toupper(readLines('in.txt')), 'out.txt')")
+        got = remote("get", "out.txt", "-o", str(tmp_path / "fetched.txt"))
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "fetched.txt").read_text() == "HELLO\n"
+        snap = remote("snapshot", "--name", "cli")
+        assert snap.returncode == 0 and re.fullmatch(r"[0-9a-f-]{36}\n", snap.stdout)
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        up.wait(30)
