@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 
 from rexec.protocol import Cmd, decode_params, sexp_param, string_param
 from rexec.protocol.constants import XT
@@ -45,3 +46,19 @@ def test_assign_200_mb(rserve: Server, rexec_server: Server) -> None:
             answers.append(bytes(decode_params(reply.payload)[0].value.value))
     assert answers[0] == answers[1]
     assert np.frombuffer(answers[1], "<f8").tolist() == [N, data.sum(), 12345677.0]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "rep('a', 2100000)",  # 4.2 MB on the wire, but Rserve's estimate is over 16 MB
+        "numeric(2097149)",  # just under 16 MB: Rserve's reply margin makes it large
+        "numeric(2097000)",
+        "numeric(2096600)",
+        "list(numeric(2097149))",
+        "c(as.character(1:1500000), NA)",
+        "list(a = rep(TRUE, 1.6e7), b = NULL)",
+    ],
+)
+def test_large_header_choice_matches_rserve(rserve: Server, rexec_server: Server, code: str):
+    assert _digest(rexec_server.port, code) == _digest(rserve.port, code)

@@ -169,12 +169,16 @@ def test_interpreter_stack_exhaustion_is_a_protocol_error():
 # --------------------------------------------------------------------------- encoding
 
 
-def test_large_threshold_is_on_body_length():
-    small = encoded(Sexp(XT.ARRAY_INT, bytes(0xFFFFF0)))
-    assert small[:4] == h("20f0ffff")
-    large = encoded(Sexp(XT.ARRAY_INT, bytes(0xFFFFF4)))
-    assert large[:8] == h("60f4ffff 00000000")
+def test_large_threshold_follows_rserves_size_estimate():
+    # Rserve counts the 4-byte header in its estimate: large once header + body > 0xfffff0.
+    small = encoded(Sexp(XT.ARRAY_INT, bytes(0xFFFFEC)))
+    assert small[:4] == h("20ecffff")
+    large = encoded(Sexp(XT.ARRAY_INT, bytes(0xFFFFF0)))
+    assert large[:8] == h("60f0ffff 00000000")
     assert decode_sexp(large)[1] == len(large)
+    # ... and it over-counts short strings: 4 + align(len + 1) each.
+    strings = encoded(Sexp(XT.ARRAY_STR, b"a\x00" * 2_100_000))
+    assert strings[0] == 0x40 | XT.ARRAY_STR
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from rexec.compute.files import SessionFiles
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
+from rexec.protocol.codec import REPLY_MARGIN, encode_sexp, length_header
 from rexec.protocol.constants import (
     DT,
     HEADER_LENGTH,
@@ -217,8 +218,8 @@ class Session:
         value = self.shell.to_sexp(x)
         if self.wire_encoding != "utf-8":
             value = encoding.recode(value, "utf-8", self.wire_encoding)
-        chunks, _ = encode_params([sexp_param(value)])
-        return framing.ok(chunks)
+        chunks, length = encode_sexp(value, margin=REPLY_MARGIN)  # Rserve's header choice
+        return framing.ok([length_header(DT.SEXP, length), *chunks])
 
     def _text(self, text: bytes) -> bytes:
         """Client text as UTF-8 (R's encoding here)."""

@@ -67,8 +67,17 @@ def nbytes(chunk: BytesLike) -> int:
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_sexp(s: Sexp) -> tuple[list[BytesLike], int]:
+#: Rserve adds this margin to a reply's top-level size estimate before encoding it.
+REPLY_MARGIN = 4096
+
+
+def encode_sexp(s: Sexp, *, margin: int = 0) -> tuple[list[BytesLike], int]:
     """Encode ``s`` as Rserve would; returns ``(chunks, total_length)``.
+
+    Like Rserve, an object gets the 8-byte (large) header when Rserve's *estimate* of its
+    size (:func:`storage_estimate`, plus ``margin`` for the top-level object — Rserve
+    adds :data:`REPLY_MARGIN` for an eval reply) exceeds 0xfffff0, so replies match
+    Rserve's byte for byte even just below 16 MB.
 
     Raises ``ValueError``/``TypeError`` when ``s`` itself is malformed (a local bug,
     not a protocol error).
@@ -78,28 +87,83 @@ def encode_sexp(s: Sexp) -> tuple[list[BytesLike], int]:
         size = view.nbytes
         if size % _ITEM_SIZE[s.xt]:
             raise ValueError(f"{XT(s.xt).name} data of {size} bytes is not whole elements")
-        header = length_header(int(s.xt), size)
+        header = length_header(int(s.xt), size, large=4 + size + margin > LARGE_THRESHOLD)
         if size < _COPY_LIMIT:
             return [header + view], len(header) + size
         return [header, view], len(header) + size
     out: list[BytesLike] = []
-    total = _encode(s, out)
+    total = _encode(s, out, margin)
     return coalesce(out), total
 
 
-def _encode(s: Sexp, out: list[BytesLike]) -> int:
+def _encode(s: Sexp, out: list[BytesLike], margin: int = 0) -> int:
     slot = len(out)
     out.append(b"")  # the header, filled in once the body length is known
     length = 0 if s.attr is None else _encode(s.attr, out)
     length += _encode_body(s, out)
-    header = length_header(int(s.xt) | (0 if s.attr is None else XT_HAS_ATTR), length)
+    code = int(s.xt) | (0 if s.attr is None else XT_HAS_ATTR)
+    large = length > LARGE_THRESHOLD or storage_estimate(s) + margin > LARGE_THRESHOLD
+    header = length_header(code, length, large=large)
     out[slot] = header
     return len(header) + length
 
 
-def length_header(code: int, length: int) -> bytes:
-    """A parameter or object header: 4 bytes, or 8 with the large flag above 0xfffff0."""
-    if length <= LARGE_THRESHOLD:
+def storage_estimate(s: Sexp) -> int:
+    """Rserve's ``getStorageSize`` for the R object behind ``s``: the size it *expects*
+    to need, which decides its large headers (it over-counts short strings and NULLs)."""
+    xt = s.xt
+    size = 4
+    if s.attr is not None and xt != XT.STR:
+        size += storage_estimate(s.attr)
+    value = s.value
+    if xt in _ITEM_SIZE:
+        size += byte_view(value).nbytes
+    elif xt in (XT.ARRAY_BOOL, XT.RAW):
+        n = byte_view(value).nbytes
+        size += 4 + (-(-n // 4) * 4) if n > 1 else 4
+    elif xt == XT.ARRAY_STR:
+        size += _strings_estimate(byte_view(value))
+    elif xt in (XT.SYMNAME, XT.STR):
+        text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        size += (len(text) + 4) // 4 * 4
+    elif xt in (XT.VECTOR, XT.VECTOR_EXP):
+        size += sum(storage_estimate(child) for child in value)
+    elif xt in _PAIRLISTS or xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
+        pairs = value if xt in _PAIRLISTS else [(item, None) for item in value]
+        size += sum(storage_estimate(item) for item, _ in pairs)
+        tags = sum(8 if tag is None else storage_estimate(tag) for _, tag in pairs)
+        if tags > 4 * len(pairs):  # always true: an absent tag (R NULL) counts 8
+            size += tags
+    elif xt == XT.CLOS:
+        size += storage_estimate(value[0]) + storage_estimate(value[1])
+    elif xt != XT.S4:  # NULL, unknown types: one word
+        size += 4
+    if size > LARGE_THRESHOLD:
+        size += 4
+    return size
+
+
+def _strings_estimate(body: memoryview) -> int:
+    """Sum over elements of 4 + align(strlen + 1) (NA counts as "NA"), without a Python
+    loop in the common cases: the bounds decide unless the total is close to 16 MB."""
+    whole = body.obj if isinstance(body.obj, bytes) and len(body.obj) == body.nbytes else None
+    n = (whole if whole is not None else bytes(body)).count(0)
+    low, high = 4 * n + body.nbytes, 7 * n + body.nbytes
+    if low > LARGE_THRESHOLD or high <= LARGE_THRESHOLD - 8:
+        return low  # on the right side of the threshold either way
+    total = 0
+    for item in bytes(body).split(b"\x00")[:n]:
+        length = 2 if item == b"\xff" else len(item) - (item[:1] == b"\xff")
+        total += 4 + (length + 4) // 4 * 4
+    return total
+
+
+def length_header(code: int, length: int, *, large: bool | None = None) -> bytes:
+    """A parameter or object header: 4 bytes, or 8 with the large flag (by default when
+    the length exceeds 0xfffff0)."""
+    if large is None:
+        large = length > LARGE_THRESHOLD
+    if not large:
         return _U32.pack(code | length << 8)
     if length >= _MAX_LENGTH:
         raise ValueError(f"{length} bytes exceed the 56-bit QAP1 length")
