@@ -61,3 +61,67 @@ def test_oob_is_an_r_error_when_disabled(rexec_server) -> None:
     with RawClient(rexec_server.port) as c:
         assert c.eval("self.oobSend(1)").status == 127
         assert "OOB command is disallowed" in c.eval("geterrmessage()").value()
+
+
+RSCLIENT_OOB = r"""
+library(RSclient)
+port <- as.integer(commandArgs(TRUE)[1])
+c <- RS.connect(port = port)
+seen <- character(0)
+RS.oobCallbacks(c, send = function(code, payload) seen <<- c(seen, paste(code, payload)),
+                msg = function(code, payload) paste("re", payload))
+answer <- RS.eval(c, { Rserve::self.oobSend("note", 2L); Rserve::self.oobMessage("q", 3L) })
+cat(seen, answer, sep = "\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def rserve_with_oob(tmp_path_factory):
+    """A second real Rserve, started with `oob enable`."""
+    import subprocess
+
+    from tests.conftest import UTF8, Server, free_port, r_package_file, wait_for_id_string
+
+    directory = tmp_path_factory.mktemp("rserve-oob")
+    port = free_port()
+    conf = directory / "Rserv.conf"
+    conf.write_text(f"port {port}\nworkdir {directory}/work\ndaemon disable\noob enable\n")
+    log = directory / "rserve.log"
+    process = subprocess.Popen(
+        [
+            "R",
+            "CMD",
+            r_package_file("Rserve", "libs", "Rserve"),
+            "--vanilla",
+            "--RS-conf",
+            str(conf),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=UTF8,
+        start_new_session=True,
+    )
+    server = Server("Rserve", port, process, log)
+    wait_for_id_string(port)
+    yield server
+    server.stop()
+
+
+def test_rsclient_oob_callbacks_match_rserve(oob_server, rserve_with_oob) -> None:
+    import subprocess
+
+    from tests.conftest import UTF8
+
+    outputs = []
+    for server in (rserve_with_oob, oob_server):
+        run = subprocess.run(
+            ["Rscript", "-e", RSCLIENT_OOB, str(server.port)],
+            capture_output=True,
+            text=True,
+            env=UTF8,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout)
+    assert outputs[1] == outputs[0]
+    assert outputs[1].split() == ["2", "note", "re", "q"]
