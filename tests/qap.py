@@ -73,8 +73,13 @@ class RawClient:
         return self.reply()
 
     def closed_by_server(self) -> bool:
+        """True once the server has closed the connection (anything it sent first, such
+        as an ID string before a refusal, is read and dropped)."""
         try:
-            return self.sock.recv(1) == b""
+            while chunk := self.sock.recv(64):
+                if len(chunk) > 32:
+                    return False
+            return True
         except ConnectionResetError:
             return True
 

@@ -10,6 +10,8 @@ import pytest
 
 from rexec.protocol import Cmd, Err, int_param, sexp_param, string_param
 from rexec.protocol.codec import from_python
+from rexec.protocol.constants import XT
+from rexec.protocol.sexp import Sexp
 from tests.conftest import Server
 from tests.qap import RawClient
 
@@ -196,4 +198,29 @@ def test_infinite_recursion_is_an_r_error_not_a_crash(server: Server) -> None:
     with RawClient(server.port) as c:
         assert c.eval("f <- function() f(); f()").status == 127
         assert "C stack usage" in c.eval("geterrmessage()").value()  # same text as Rserve
+        assert c.eval("1L").value() == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "check", "expected"),
+    [
+        (Sexp(XT.ARRAY_INT, bytes(range(256)) * 20000), "length(v)", 1280000),
+        (Sexp(XT.ARRAY_CPLX, bytes(16) * 100000), "sum(Mod(v))", 0.0),
+        (  # with attributes: not the direct path, decoded as usual
+            Sexp(
+                XT.ARRAY_DOUBLE,
+                bytes(8) * 200000,
+                Sexp(XT.LIST_TAG, [(from_python([1000, 200]), Sexp(XT.SYMNAME, "dim"))]),
+            ),
+            "dim(v)",
+            [1000, 200],
+        ),
+    ],
+    ids=["int", "complex", "matrix"],
+)
+def test_large_assignments_arrive_intact(server: Server, value, check, expected) -> None:
+    with RawClient(server.port) as c:
+        c.send(Cmd.SET_SEXP, string_param("v"), sexp_param(value))
+        assert c.reply().ok
+        assert c.eval(check).value() == expected
         assert c.eval("1L").value() == 1

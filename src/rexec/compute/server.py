@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from rexec.compute import tls
+from rexec.compute.session import greeting
 from rexec.compute.users import UsersFile
 from rexec.config import Config
 from rexec.pool.supervisor import Pool, Shell
@@ -34,6 +35,7 @@ class ComputeServer:
         self._listener: socket.socket | None = None
         self._tls_listener: socket.socket | None = None
         self.tls_context = tls.make_context(config)
+        self._greeting = greeting(config)
         self._stopped = asyncio.Event()
         self._ids = itertools.count(1)
         self._connections: set[asyncio.Task[Any]] = set()
@@ -113,6 +115,8 @@ class ComputeServer:
         peer = f"{address[0]}:{address[1]}"
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not tls:  # greet at once: the client can send while a shell is handed over
+                client.send(self._greeting)
             deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
             while True:
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -138,7 +142,7 @@ class ComputeServer:
                 log.info("session %s from %s (TLS) -> shell %d", session, peer, shell.pid)
                 self._track(self._relay(client.dup(), outer))
                 return
-            self.pool.hand_over(shell, client, session)
+            self.pool.hand_over(shell, client, session, greeted=True)
             log.info("session %s from %s -> shell %d", session, peer, shell.pid)
         except OSError as exc:
             log.warning("session %s from %s failed: %s", session, peer, exc)

@@ -17,13 +17,13 @@ from typing import Any
 from rexec.compute import encoding
 from rexec.compute.detach import Detached
 from rexec.compute.files import SessionFiles
+from rexec.compute.wire import Closed, TruncatedHeader, Wire
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
 from rexec.protocol.codec import REPLY_MARGIN, encode_sexp, length_header
 from rexec.protocol.constants import (
     DT,
-    HEADER_LENGTH,
     OOB_MSG,
     OOB_SEND,
     XT,
@@ -38,6 +38,7 @@ from rexec.protocol.params import (
     decode_params,
     encode_params,
     int_param,
+    plain_vector_assignment,
     sexp_param,
 )
 from rexec.protocol.sexp import Sexp
@@ -45,24 +46,28 @@ from rexec.rshell.shell import RError, RShell
 
 log = logging.getLogger("rexec.session")
 
-_DISCARD_CHUNK = 1 << 20
-_JOIN_LIMIT = 64 * 1024
+#: setSEXP payloads above this size holding one plain numeric vector are read straight
+#: into the new R vector (no intermediate buffer, no second copy).
+_DIRECT_ASSIGN = 1 << 20
 
 
-class Closed(Exception):
-    """The client went away (or must be disconnected)."""
+def greeting(config: Config) -> bytes:
+    """The 32-byte ID string this server's sessions start with."""
+    auth = config["auth.required"]
+    tls = bool(config["tls.switch"] and config["tls.cert"])
+    return framing.id_string(auth=auth, plaintext=auth, tls=tls)
 
 
 class Session:
     def __init__(self, sock: socket.socket, shell: RShell, channel: Channel, config: Config):
         self.sock = sock
+        self.wire = Wire(sock)
         self.shell = shell
         self.channel = channel
         self.config = config
         self.auth_required = config["auth.required"]
         self.authenticated = False
         self.maxinbuf = config["limits.maxinbuf"]
-        self._header = bytearray(HEADER_LENGTH)
         self.files = SessionFiles(os.getcwd())
         self.wire_encoding = encoding.ENCODINGS[config["session.encoding"].encode()]
         self._cmd = 0
@@ -94,19 +99,19 @@ class Session:
         }
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> None:
+    def run(self, greeted: bool = False) -> None:
+        """Serve until the client leaves; ``greeted``: the server already sent the ID string."""
         self.sock.setblocking(True)
         if self.config["session.oob"]:
             self.shell.set_oob_handler(self._out_of_band)
         self.tls_switch = bool(self.config["tls.switch"] and self.config["tls.cert"])
-        self.sock.sendall(
-            framing.id_string(
-                auth=self.auth_required, plaintext=self.auth_required, tls=self.tls_switch
-            )
-        )
         try:
+            if not greeted:
+                self.wire.send([greeting(self.config)])
             while True:
                 self.step()
+        except TruncatedHeader:
+            self._send([framing.error(Err.CONN_BROKEN)])
         except Closed:
             pass
         finally:
@@ -114,82 +119,55 @@ class Session:
             self.sock.close()
 
     def step(self) -> None:
-        header = self._read_header()
+        header = self.wire.read_header()
         cmd, length = header.cmd, header.length
-        started = time.perf_counter()
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
         if length >= self.maxinbuf and not is_special(cmd):
-            self._discard(length)
+            self.wire.discard(length)
             self._send([framing.error(Err.DATA_OVERFLOW)])
             log.warning("request of %d bytes refused (limits.maxinbuf)", length)
             return
-        payload = self._read_payload(length)
         if self.auth_required and not self.authenticated and cmd not in (Cmd.LOGIN, Cmd.SWITCH):
+            self.wire.discard(length)
             self._send([framing.error(Err.AUTH_FAILED)])
             raise Closed
-        handler = self._handlers.get(cmd, self.invalid)
         self._cmd = cmd
+        shell = self.shell
+        shell.begin_command()
         try:
-            with self.shell.interruptible():
-                reply = handler(payload)
+            if cmd == Cmd.SET_SEXP and length > _DIRECT_ASSIGN and self._direct_assign(length):
+                reply = framing.ok()
+            else:
+                reply = self._handlers.get(cmd, self.invalid)(self.wire.read_payload(length))
         except ProtocolError as exc:
             reply = [framing.error(exc.status)]
         except RError as exc:
             reply = [framing.error(exc.status & 0x7F)]
+        finally:
+            shell.end_command()
         try:
             self._send(reply)
         finally:
-            self.shell.release()
-        log.debug("cmd 0x%x %d bytes in %.6fs", cmd, length, time.perf_counter() - started)
+            shell.release()
+        if debug:
+            log.debug("cmd 0x%x %d bytes in %.6fs", cmd, length, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ I/O
-    def _read_header(self) -> framing.Header:
-        view = memoryview(self._header)
-        got = 0
-        while got < HEADER_LENGTH:
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                if got:  # a truncated header: Rserve answers ERR_conn_broken
-                    self._send([framing.error(Err.CONN_BROKEN)])
-                raise Closed
-            got += n
-        return framing.unpack_header(self._header)
-
-    def _read_payload(self, length: int) -> memoryview:
-        buffer = bytearray(length)
-        view = memoryview(buffer)
-        got = 0
-        while got < length:
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                raise Closed
-            got += n
-        return view
-
-    def _discard(self, length: int) -> None:
-        scratch = bytearray(min(length, _DISCARD_CHUNK))
-        while length:
-            n = self.sock.recv_into(scratch, min(length, len(scratch)))
-            if n == 0:
-                raise Closed
-            length -= n
-
     def _send(self, chunks: list[Any]) -> None:
-        total = sum(len(c) for c in chunks)
-        try:
-            if total <= _JOIN_LIMIT:
-                self.sock.sendall(b"".join(chunks))
-                return
-            views = [memoryview(c).cast("B") for c in chunks]
-            while views:
-                sent = self.sock.sendmsg(views)
-                while sent:
-                    if sent >= len(views[0]):
-                        sent -= len(views.pop(0))
-                    else:
-                        views[0] = views[0][sent:]
-                        sent = 0
-        except OSError as exc:
-            raise Closed from exc
+        self.wire.send(chunks)
+
+    def _direct_assign(self, length: int) -> bool:
+        """setSEXP of one plain numeric vector: receive it into the R vector itself."""
+        head = self.wire.peek(64)
+        prefix = plain_vector_assignment(head)
+        if prefix is None or prefix.offset + prefix.body_length != length:
+            return False
+        self.wire.discard(prefix.offset)
+        vector, memory = self.shell.new_vector(prefix.xt, prefix.body_length)
+        self.wire.read_into(memory)
+        self.shell.assign(self.shell.string(self._text(prefix.name)), vector)
+        return True
 
     def _out_of_band(self, value: Any, code: int, wait: bool) -> Any:
         """Send an OOB_SEND/OOB_MSG frame from R code; for OOB_MSG read the client's answer."""
@@ -199,8 +177,8 @@ class Session:
         self._send(framing.message((OOB_MSG if wait else OOB_SEND) | (code & 0xFFF), chunks))
         if not wait:
             return None
-        header = self._read_header()
-        params = self._params(self._read_payload(header.length))
+        header = self.wire.read_header()
+        params = self._params(self.wire.read_payload(header.length))
         if not params or params[0].dt not in (DT.SEXP, DT.STRING):
             raise ProtocolError("an OOB answer carries an R object or a string", Err.INV_PAR)
         answer = params[0].value
@@ -400,6 +378,7 @@ class Session:
         if sock is None:
             raise Closed
         self.sock = sock
+        self.wire.reset(sock)
         log.info("session re-attached")
 
     def detach_session(self, payload: memoryview) -> list[Any]:
@@ -440,6 +419,7 @@ class Session:
         self.sock.close()
         self.sock = socket.socket(fileno=fds[0])
         self.sock.setblocking(True)
+        self.wire.reset(self.sock)
         return []
 
     # ------------------------------------------------------------------ control
@@ -470,7 +450,20 @@ class Session:
         return [framing.error(Err.INV_CMD)]
 
 
-def serve(sock: socket.socket, shell: RShell, channel: Channel, config: Config) -> None:
+def serve(
+    sock: socket.socket, shell: RShell, channel: Channel, config: Config, message: dict[str, Any]
+) -> None:
     """Worker handler: serve one client connection until it closes."""
     shell.enable_interrupts()
-    Session(sock, shell, channel, config).run()
+    Session(sock, shell, channel, config).run(greeted=bool(message.get("greeted")))
+
+
+def warm_up(shell: RShell, config: Config) -> None:
+    """Run the eval path once before the shell is offered, so the first real request does
+    not pay for cold code (and, in a forked shell, for copying the pages it touches)."""
+    value = shell.to_sexp(shell.eval_text(b"1"))
+    encode_sexp(value, margin=REPLY_MARGIN)
+    shell.release()
+
+
+serve.warm_up = warm_up  # type: ignore[attr-defined]

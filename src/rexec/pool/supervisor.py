@@ -166,10 +166,12 @@ class Pool:
                 return shell
         return None
 
-    def hand_over(self, shell: Shell, client: socket.socket, session: str) -> None:
+    def hand_over(
+        self, shell: Shell, client: socket.socket, session: str, *, greeted: bool = False
+    ) -> None:
         """Pass the client socket to the shell; the caller then closes its own copy."""
         shell.session = session
-        shell.send({"op": "serve", "session": session}, [client.fileno()])
+        shell.send({"op": "serve", "session": session, "greeted": greeted}, [client.fileno()])
         self._served += 1
 
     def _make_idle(self, shell: Shell) -> None:

@@ -10,6 +10,7 @@ Run as ``python -m rexec.pool.worker {template|shell} CONTROL_FD CONFIG_JSON HAN
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -27,7 +28,10 @@ from rexec.pool.channel import Channel
 
 log = logging.getLogger("rexec.worker")
 
-Handler = Callable[[socket.socket, Any, Channel, Config], None]
+#: ``handler(client, shell, channel, config, message)`` serves one connection; ``message``
+#: is the supervisor's ``serve`` message. An optional ``handler.warm_up(shell, config)``
+#: runs before the shell says ready, so the first request finds its code paths warm.
+Handler = Callable[[socket.socket, Any, Channel, Config, dict[str, Any]], None]
 
 
 def _load_handler(path: str) -> Handler:
@@ -70,11 +74,14 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
     try:
         if forked:
             shell.reseed()
+        warm_up = getattr(handler, "warm_up", None)
+        if warm_up is not None:
+            warm_up(shell, config)
         channel.send({"op": "ready", "pid": os.getpid(), "tempdir": tempdir})
         message, fds = channel.receive()
         if message is not None and message.get("op") == "serve" and fds:
             client = socket.socket(fileno=fds[0])
-            handler(client, shell, channel, config)
+            handler(client, shell, channel, config, message)
     except Exception:
         log.exception("shell %d failed", os.getpid())
         code = 1
@@ -105,6 +112,7 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        gc.freeze()  # keep the collector off the template's objects: fewer copied pages
         pid = os.fork()
         if pid == 0:
             channel.sock.close()

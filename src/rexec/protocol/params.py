@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rexec.protocol.codec import BytesLike, byte_view, decode_sexp, encode_sexp, length_header
-from rexec.protocol.constants import DT, DT_LARGE, MAX_PARAMS
+from rexec.protocol.constants import DT, DT_LARGE, MAX_PARAMS, XT
 from rexec.protocol.errors import ProtocolError
 from rexec.protocol.sexp import Sexp
 
@@ -125,3 +125,50 @@ def _encode_value(param: Param) -> tuple[list[BytesLike], int]:
         return [text, b"\x00" * (1 + -length % 4)], length + -length % 4
     view = byte_view(value)
     return [view], view.nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class VectorAssignment:
+    """The start of a setSEXP request that assigns one plain numeric vector."""
+
+    name: bytes
+    xt: int
+    body_length: int
+    offset: int  # where the vector's data starts in the payload
+
+
+def plain_vector_assignment(prefix: BytesLike) -> VectorAssignment | None:
+    """Recognise ``setSEXP(name, <int/double/complex vector without attributes>)`` from the
+    first bytes of its payload, so a server can receive the data straight into place.
+    None when the payload is anything else (then decode it the ordinary way)."""
+    view = byte_view(prefix)
+    try:
+        name_type, name_length, pos = _param_header(view, 0)
+        if name_type != DT.STRING or pos + name_length > len(view):
+            return None
+        name = bytes(view[pos : pos + name_length]).split(b"\x00", 1)[0]
+        sexp_type, sexp_length, pos = _param_header(view, pos + name_length)
+        if sexp_type != DT.SEXP:
+            return None
+        xt_type, body_length, data = _param_header(view, pos)
+    except (ProtocolError, IndexError):
+        return None
+    if xt_type not in (XT.ARRAY_INT, XT.ARRAY_DOUBLE, XT.ARRAY_CPLX) or not name:
+        return None
+    if data - pos + body_length != sexp_length:
+        return None
+    return VectorAssignment(name, xt_type, body_length, data)
+
+
+def _param_header(view: memoryview, pos: int) -> tuple[int, int, int]:
+    """(type without the large flag, length, position after the header). The type keeps
+    any other flag bits, so an object with attributes is not mistaken for a plain one."""
+    if pos + 4 > len(view):
+        raise ProtocolError("short header")
+    word = _U32.unpack_from(view, pos)[0]
+    code, length = word & 0xFF, word >> 8
+    if code & 0x40:
+        if pos + 8 > len(view):
+            raise ProtocolError("short header")
+        return code & ~0x40, length | _U32.unpack_from(view, pos + 4)[0] << 24, pos + 8
+    return code, length, pos + 4

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from rpy2.rinterface_lib import openrlib
@@ -66,6 +67,7 @@ def _write_stderr(text: str) -> None:
     sys.stderr.flush()
 
 
+@cache
 def _libr() -> ctypes.CDLL:
     from rpy2 import situation
 

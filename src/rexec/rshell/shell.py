@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -86,7 +85,7 @@ class RShell:
         R's own handlers are off under rpy2; Python's handler runs during evaluation
         because R calls back into Python (R_ProcessEvents) when it checks for
         interrupts. Outside :meth:`interruptible` the signal is ignored, so a late
-        cancel cannot hit the next request.
+        cancel cannot hit the next request (see begin_command/end_command).
         """
         self._interruptible = False
 
@@ -96,15 +95,14 @@ class RShell:
 
         signal.signal(signal.SIGINT, on_sigint)
 
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
+    def begin_command(self) -> None:
+        """A request starts: from now on SIGINT interrupts R (see enable_interrupts)."""
         rlib.R_interrupts_pending = 0
         self._interruptible = True
-        try:
-            yield
-        finally:
-            self._interruptible = False
-            rlib.R_interrupts_pending = 0
+
+    def end_command(self) -> None:
+        self._interruptible = False
+        rlib.R_interrupts_pending = 0
 
     # ------------------------------------------------------------------ out-of-band
     def set_oob_handler(self, handler: OobHandler | None) -> None:
@@ -247,6 +245,19 @@ class RShell:
         if n:
             ffi.memmove(rlib.RAW(x), data, n)
         return x
+
+    def new_vector(self, xt: int, nbytes: int) -> tuple[Any, Any]:
+        """A fresh (held) R vector of XT type ``xt`` and ``nbytes`` of data, and a
+        writable view of its data for a socket to receive into."""
+        from rexec.protocol.constants import XT
+
+        kind, accessor, width = {
+            XT.ARRAY_INT: (rlib.INTSXP, rlib.INTEGER, 4),
+            XT.ARRAY_DOUBLE: (rlib.REALSXP, rlib.REAL, 8),
+            XT.ARRAY_CPLX: (rlib.CPLXSXP, rlib.COMPLEX, 16),
+        }[xt]
+        x = self.hold(rlib.Rf_allocVector(kind, nbytes // width))
+        return x, (ffi.buffer(accessor(x), nbytes) if nbytes else bytearray())
 
     def raw_view(self, x: Any) -> Any:
         n = rlib.Rf_xlength(x)
