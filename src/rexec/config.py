@@ -43,7 +43,17 @@ class ConfigError(ValueError):
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("server.host", "127.0.0.1", "Address to listen on. Loopback only by default."),
+    Setting(
+        "server.host",
+        "127.0.0.1",
+        "Address to listen on. Loopback only by default (127.0.0.1, and ::1 too).",
+    ),
+    Setting(
+        "server.remote",
+        False,
+        "Listen on all interfaces. Then authentication is required, unless "
+        "`auth.required = false` is set explicitly (which is logged as a warning).",
+    ),
     Setting("server.port", 6311, "TCP port (Rserve's default)."),
     Setting(
         "server.shutdown",
@@ -51,6 +61,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Who may stop the server with the QAP shutdown command: `disabled`, `auth` "
         "(an authenticated user; with authentication off nobody) or `any` (Rserve's default).",
         ("disabled", "auth", "any"),
+    ),
+    Setting(
+        "server.shutdown_grace",
+        30.0,
+        "On SIGTERM (or a shutdown command) running requests get this many seconds to "
+        "finish before their shells are killed.",
     ),
     Setting("tls.cert", "", "PEM certificate (chain) for TLS; empty disables TLS."),
     Setting("tls.key", "", "PEM private key for `tls.cert` (read by the server process only)."),
@@ -124,7 +140,43 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest accepted request payload in bytes; larger ones are discarded and answered "
         "with ERR_data_overflow (0x4b), as in Rserve.",
     ),
+    Setting(
+        "limits.maxsendbuf",
+        2 * 1024 * 1024 * 1024,
+        "Largest reply payload in bytes; a larger result is answered with "
+        "ERR_object_too_big (0x4c) and the size it would need, as Rserve's `maxsendbuf`. "
+        "0: no limit.",
+    ),
+    Setting(
+        "limits.memory",
+        8 * 1024 * 1024 * 1024,
+        "Address space of one R shell in bytes (RLIMIT_AS); an allocation beyond it is an "
+        'R error ("cannot allocate vector"). 0: no limit.',
+    ),
+    Setting(
+        "limits.cpu_seconds",
+        3600,
+        "CPU seconds one session may use; then its evaluation is interrupted and the "
+        "connection closed. 0: no limit.",
+    ),
+    Setting(
+        "limits.eval_timeout",
+        3600.0,
+        "Wall-clock seconds one request may run; then it is interrupted (status 127), and "
+        "if R does not stop within 5 s more the shell is ended. 0: no limit.",
+    ),
+    Setting(
+        "limits.idle_timeout",
+        3600.0,
+        "Seconds a connection may wait between requests before it is closed. 0: no limit.",
+    ),
     Setting("log.level", "info", "Log level.", ("debug", "info", "warning", "error")),
+    Setting(
+        "log.commands",
+        False,
+        "Log one line per QAP command (session, command, bytes, duration, outcome). Off by "
+        "default: it costs throughput on small evaluations.",
+    ),
 )
 
 _BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -135,6 +187,8 @@ class Config(Mapping[str, Any]):
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         merged = {s.key: s.default for s in SETTINGS}
+        #: Keys given explicitly (by a file or a flag), as opposed to defaults.
+        self.explicit = frozenset(values or ())
         for key, value in (values or {}).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"unknown setting {key!r}")

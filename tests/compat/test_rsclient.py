@@ -61,7 +61,8 @@ for (i in seq_along(hex)) {
   cat(sprintf("%d qap %s\n", i, compare(exprs, qap)))
 }
 values <- list(1:3, "x", list(p = 1, q = "r"), data.frame(k = 1:2), NULL, c(TRUE, NA),
-               factor(c("u", "v")), as.Date("2024-01-01"), quote(a + b), 1:1e6)
+               factor(c("u", "v")), as.Date("2024-01-01"), quote(a + b), 1:1e6,
+               as.numeric(1:2e6), as.character(1:2e5))
 assign_and_read <- function(conn, value) { RS.assign(conn, "v", value); RS.eval(conn, v) }
 for (i in seq_along(values)) {  # fresh connections: a failed serAssign must not leak
   cat(sprintf("assign%d %s\n", i, compare(values[[i]], assign_and_read)))
@@ -117,6 +118,6 @@ def test_eval(results: dict[str, str], index: int, command: str) -> None:
     _check(outcome)
 
 
-@pytest.mark.parametrize("index", range(1, 11))
+@pytest.mark.parametrize("index", range(1, 13))
 def test_assign(results: dict[str, str], index: int) -> None:
     _check(results[f"assign{index}"])

@@ -64,7 +64,11 @@ def serve(
     }
     overrides = {**from_rserve, **{key: v for key, v in flags.items() if v is not None}}
     cfg = _load(config_file, **overrides)
-    run(cfg)
+
+    def reload() -> configuration.Config:
+        return configuration.load(config_file, overrides)
+
+    run(cfg, reload)
 
 
 def _users_file(config_file: Path | None, users_file: Path | None) -> Path:
@@ -123,6 +127,33 @@ def users_list(config_file: ConfigOption = None, users_file: UsersFileOption = N
     table = Table("user")
     for name in UsersFile(_users_file(config_file, users_file)).names():
         table.add_row(name)
+    console.print(table)
+
+
+@app.command()
+def status(
+    config_file: ConfigOption = None,
+    port: Annotated[int | None, typer.Option(help="server.port of the node to ask")] = None,
+) -> None:
+    """Print the pool of a running compute node on this machine."""
+    from rexec.compute.control import query
+
+    cfg = _load(config_file, **{"server.port": port})
+    try:
+        answer = query(cfg, {"op": "status"})
+    except OSError as exc:
+        console.print(f"[red]no compute node answers on port {cfg['server.port']}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table(title=f"rexec pool ({answer['mode']} mode), port {cfg['server.port']}")
+    for column in ("idle", "busy", "starting", "waiting", "max", "served", "recycled", "failed"):
+        table.add_column(column, justify="right")
+    pool = answer["pool"]
+    table.add_row(
+        *(
+            str(pool[c])
+            for c in ("idle", "busy", "starting", "waiting", "max", "served", "recycled", "failed")
+        )
+    )
     console.print(table)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -116,7 +115,9 @@ def up(
         command += ["--config", str(config_file)]
     if pool_max is not None:
         command += ["--pool-max", str(pool_max)]
-    compute = subprocess.Popen(command, start_new_session=True)
+    # Same process group: whoever stops `rexec up` (Ctrl-C, a service manager's killpg)
+    # stops the compute node with it.
+    compute = subprocess.Popen(command)
     try:
         _wait_for_compute(compute, compute_port)
         settings = _settings(
@@ -132,11 +133,11 @@ def up(
         _run_web(settings, log_level)
     finally:
         if compute.poll() is None:
-            os.killpg(compute.pid, signal.SIGTERM)
+            compute.terminate()
             try:
-                compute.wait(15)
+                compute.wait(40)
             except subprocess.TimeoutExpired:
-                os.killpg(compute.pid, signal.SIGKILL)
+                compute.kill()
 
 
 def _wait_for_compute(process: subprocess.Popen[bytes], port: int, timeout: float = 120) -> None:

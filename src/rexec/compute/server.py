@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from rexec.compute import tls
+from rexec.compute.control import ControlServer
 from rexec.compute.session import greeting
 from rexec.compute.users import UsersFile
 from rexec.config import Config
@@ -27,13 +28,35 @@ log = logging.getLogger("rexec.compute")
 HANDLER = "rexec.compute.session:serve"
 
 
+def secure(config: Config) -> Config:
+    """Apply the safety rules to a configuration: listening beyond loopback requires
+    authentication unless it was switched off explicitly, and authentication needs a
+    users file (Rserve would let everybody in)."""
+    if config["server.remote"] and not config["auth.required"]:
+        if "auth.required" in config.explicit:
+            log.warning(
+                "!!! server.remote is on and auth.required = false: ANYONE who can reach "
+                "this machine can run R code as the shell user !!!"
+            )
+        else:
+            config = Config({**config.to_dict(), "auth.required": True})
+            log.info("server.remote is on: authentication is required")
+    if config["auth.required"] and not config["auth.users_file"]:
+        raise RuntimeError("auth.required needs auth.users_file (see `rexec users add`)")
+    return config
+
+
 class ComputeServer:
     def __init__(self, config: Config) -> None:
+        config = secure(config)
         self.config = config
         self.pool = Pool(config, HANDLER, self._on_message)
         self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
-        self._listener: socket.socket | None = None
-        self._tls_listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
+        self._tls_listeners: list[socket.socket] = []
+        self._failures: dict[str, tuple[int, float]] = {}
+        self.control = ControlServer(config, self.pool)
+        self.reload_config: Any = None  # () -> Config, for SIGHUP
         self.tls_context = tls.make_context(config)
         self._greeting = greeting(config)
         self._stopped = asyncio.Event()
@@ -42,28 +65,45 @@ class ComputeServer:
 
     @property
     def port(self) -> int:
-        assert self._listener is not None
-        return self._listener.getsockname()[1]
+        return self._listeners[0].getsockname()[1]
 
-    def _listen(self, port: int) -> socket.socket:
+    def _hosts(self) -> list[str]:
+        if self.config["server.remote"]:
+            return ["0.0.0.0", "::"]
         host = self.config["server.host"]
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(128)
-        listener.setblocking(False)
-        return listener
+        return [host, "::1"] if host == "127.0.0.1" else [host]
+
+    def _listen(self, port: int) -> list[socket.socket]:
+        """One listening socket per address; the first must work, IPv6 extras may not."""
+        listeners = []
+        for i, host in enumerate(self._hosts()):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                listener.bind((host, port if i == 0 else listeners[0].getsockname()[1]))
+                listener.listen(128)
+            except OSError as exc:
+                listener.close()
+                if i == 0:
+                    raise
+                log.info("not listening on %s: %s", host, exc)
+                continue
+            listener.setblocking(False)
+            listeners.append(listener)
+        return listeners
 
     async def start(self) -> None:
         if (self.config["tls.port"] or self.config["tls.switch"]) and self.tls_context is None:
             raise RuntimeError("tls.port and tls.switch need tls.cert (and tls.key)")
         await self.pool.start()
         host = self.config["server.host"]
-        self._listener = self._listen(self.config["server.port"])
+        self._listeners = self._listen(self.config["server.port"])
         if self.config["tls.port"]:
-            self._tls_listener = self._listen(self.config["tls.port"])
-            log.info("TLS on %s:%d", host, self._tls_listener.getsockname()[1])
+            self._tls_listeners = self._listen(self.config["tls.port"])
+            log.info("TLS on %s:%d", host, self._tls_listeners[0].getsockname()[1])
         log.info(
             "rexec compute node listening on %s:%d (pool: %s, initial %d, max %d)",
             host,
@@ -75,13 +115,18 @@ class ComputeServer:
 
     async def serve_forever(self) -> None:
         await self.start()
+        await self.control.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, self.stop)
-        accepts = [asyncio.ensure_future(self._accept_loop(self._listener, tls=False))]
-        if self._tls_listener is not None:
-            accepts.append(asyncio.ensure_future(self._accept_loop(self._tls_listener, tls=True)))
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._track(self.reload()))
+        accepts = [
+            asyncio.ensure_future(self._accept_loop(listener, tls))
+            for listeners, tls in ((self._listeners, False), (self._tls_listeners, True))
+            for listener in listeners
+        ]
         await self._stopped.wait()
         for accept in accepts:
             accept.cancel()
@@ -90,13 +135,34 @@ class ComputeServer:
     def stop(self) -> None:
         self._stopped.set()
 
+    async def reload(self) -> None:
+        """SIGHUP: read the configuration again; running sessions are not touched.
+        Listening addresses and ports stay as they are until a restart."""
+        if self.reload_config is None:
+            log.warning("SIGHUP: no configuration to reload")
+            return
+        try:
+            config = secure(self.reload_config())
+        except Exception as exc:
+            log.error("SIGHUP: configuration not reloaded: %s", exc)
+            return
+        self.config = config
+        self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
+        self._greeting = greeting(config)
+        await self.pool.reload(config)
+        log.info(
+            "configuration reloaded (pool: initial %d, max %d)",
+            config["pool.initial"],
+            config["pool.max"],
+        )
+
     async def close(self) -> None:
-        for listener in (self._listener, self._tls_listener):
-            if listener is not None:
-                listener.close()
+        await self.control.close()
+        for listener in self._listeners + self._tls_listeners:
+            listener.close()
         for task in list(self._connections):
             task.cancel()
-        await self.pool.stop()
+        await self.pool.stop(self.config["server.shutdown_grace"])
         log.info("rexec compute node stopped")
 
     async def _accept_loop(self, listener: socket.socket, tls: bool) -> None:
@@ -176,7 +242,10 @@ class ComputeServer:
             log.info("session %s switched to TLS", shell.session)
             return None
         if op == "login":
-            ok = await self._check_login(str(message.get("user", "")), str(message.get("password")))
+            peer = str(message.get("peer", ""))
+            ok = await self._check_login(
+                str(message.get("user", "")), str(message.get("password")), peer
+            )
             log.info("session %s login %r: %s", shell.session, message.get("user"), ok)
             return {"op": "login", "ok": ok}
         if op == "cancel":
@@ -200,17 +269,32 @@ class ComputeServer:
         log.warning("unknown message from shell %d: %r", shell.pid, op)
         return None
 
-    async def _check_login(self, user: str, password: str) -> bool:
+    async def _check_login(self, user: str, password: str, peer: str) -> bool:
+        """Check a login; after 3 failures from one address each further attempt waits
+        (doubling up to 8 s), so passwords cannot be guessed at speed."""
+        failures, _last = self._failures.get(peer, (0, 0.0))
+        if failures >= 3:
+            await asyncio.sleep(min(0.25 * 2 ** (failures - 3), 8.0))
         if self.users is None:
-            return True  # as Rserve: no users file means every login succeeds
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self.users.verify, user, password
-        )
+            return True  # authentication optional and no users file: as Rserve
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, self.users.verify, user, password)
+        if ok:
+            self._failures.pop(peer, None)
+        else:
+            self._failures[peer] = (failures + 1, loop.time())
+            if len(self._failures) > 10000:  # bounded memory under a spray of addresses
+                oldest = min(self._failures, key=lambda k: self._failures[k][1])
+                del self._failures[oldest]
+        return ok
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, reload_config: Any = None) -> None:
+    """Run a compute node until SIGINT/SIGTERM; ``reload_config()`` is used on SIGHUP."""
     logging.basicConfig(
         level=config["log.level"].upper(),
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
     )
-    asyncio.run(ComputeServer(config).serve_forever())
+    server = ComputeServer(config)
+    server.reload_config = reload_config
+    asyncio.run(server.serve_forever())

@@ -7,8 +7,10 @@ R work goes through :class:`rexec.rshell.shell.RShell`; bytes through :mod:`rexe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -17,7 +19,8 @@ from typing import Any
 from rexec.compute import encoding
 from rexec.compute.detach import Detached
 from rexec.compute.files import SessionFiles
-from rexec.compute.wire import Closed, TruncatedHeader, Wire
+from rexec.compute.limits import Limits
+from rexec.compute.wire import Closed, IdleTimeout, TruncatedHeader, Wire
 from rexec.config import Config
 from rexec.pool.channel import Channel
 from rexec.protocol import framing
@@ -29,7 +32,7 @@ from rexec.protocol.constants import (
     XT,
     Cmd,
     Err,
-    is_special,
+    error_status,
 )
 from rexec.protocol.errors import ProtocolError
 from rexec.protocol.params import (
@@ -49,6 +52,7 @@ log = logging.getLogger("rexec.session")
 #: setSEXP payloads above this size holding one plain numeric vector are read straight
 #: into the new R vector (no intermediate buffer, no second copy).
 _DIRECT_ASSIGN = 1 << 20
+_SERIALIZED = frozenset({Cmd.SER_EVAL, Cmd.SER_EEVAL, Cmd.SER_ASSIGN})
 
 
 def greeting(config: Config) -> bytes:
@@ -68,6 +72,12 @@ class Session:
         self.auth_required = config["auth.required"]
         self.authenticated = False
         self.maxinbuf = config["limits.maxinbuf"]
+        self.maxsendbuf = config["limits.maxsendbuf"]
+        self.limits = Limits(config, shell)
+        self.log_commands = config["log.commands"]
+        self.name = ""  # the session id the server gave this connection
+        self.draining = False
+        self.waiting = False
         self.files = SessionFiles(os.getcwd())
         self.wire_encoding = encoding.ENCODINGS[config["session.encoding"].encode()]
         self._cmd = 0
@@ -101,7 +111,9 @@ class Session:
     # ------------------------------------------------------------------ the loop
     def run(self, greeted: bool = False) -> None:
         """Serve until the client leaves; ``greeted``: the server already sent the ID string."""
-        self.sock.setblocking(True)
+        idle = self.config["limits.idle_timeout"]
+        self.sock.settimeout(idle or None)
+        self.limits.apply()
         if self.config["session.oob"]:
             self.shell.set_oob_handler(self._out_of_band)
         self.tls_switch = bool(self.config["tls.switch"] and self.config["tls.cert"])
@@ -111,19 +123,37 @@ class Session:
             while True:
                 self.step()
         except TruncatedHeader:
-            self._send([framing.error(Err.CONN_BROKEN)])
+            with contextlib.suppress(Closed):
+                self._send([framing.error(Err.CONN_BROKEN)])
+        except IdleTimeout:
+            log.warning(
+                "session %s closed: idle for %ss (limits.idle_timeout)",
+                self.name,
+                self.config["limits.idle_timeout"],
+            )
         except Closed:
             pass
         finally:
             self.files.close()
             self.sock.close()
 
+    def drain(self, signum: int, frame: object) -> None:
+        """SIGTERM (the server is stopping): finish the running request, then close;
+        between requests, close at once."""
+        self.draining = True
+        if self.waiting:
+            raise Closed
+
     def step(self) -> None:
+        self.waiting = True  # between requests: a SIGTERM may close at once
+        if self.draining:
+            raise Closed
         header = self.wire.read_header()
+        self.waiting = False
         cmd, length = header.cmd, header.length
         debug = log.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
-        if length >= self.maxinbuf and not is_special(cmd):
+        started = time.perf_counter() if debug or self.log_commands else 0.0
+        if length >= self.maxinbuf:  # special commands too (Rserve exempts them)
             self.wire.discard(length)
             self._send([framing.error(Err.DATA_OVERFLOW)])
             log.warning("request of %d bytes refused (limits.maxinbuf)", length)
@@ -135,9 +165,14 @@ class Session:
         self._cmd = cmd
         shell = self.shell
         shell.begin_command()
+        self.limits.start_request()
         try:
             if cmd == Cmd.SET_SEXP and length > _DIRECT_ASSIGN and self._direct_assign(length):
                 reply = framing.ok()
+            elif cmd in _SERIALIZED and length > _DIRECT_ASSIGN:
+                raw, memory = shell.new_raw(length)  # R's serialize() bytes, received in place
+                self.wire.read_into(memory)
+                reply = self._handlers[cmd](raw)
             else:
                 reply = self._handlers.get(cmd, self.invalid)(self.wire.read_payload(length))
         except ProtocolError as exc:
@@ -145,17 +180,45 @@ class Session:
         except RError as exc:
             reply = [framing.error(exc.status & 0x7F)]
         finally:
+            self.limits.end_request()
             shell.end_command()
         try:
             self._send(reply)
         finally:
             shell.release()
-        if debug:
+        if shell.interrupted in ("timeout", "cpu"):
+            log.warning(
+                "session %s: request 0x%x interrupted: %s limit",
+                self.name,
+                cmd,
+                "wall-clock" if shell.interrupted == "timeout" else "CPU",
+            )
+            if shell.interrupted == "cpu":
+                raise Closed  # the CPU budget is spent: this shell is done
+        if self.draining:
+            log.info("session %s closed: the server is stopping", self.name)
+            raise Closed
+        if self.log_commands:
+            log.info(
+                "session %s cmd 0x%x in %d bytes, reply %s, %.6fs",
+                self.name,
+                cmd,
+                length,
+                _outcome(reply),
+                time.perf_counter() - started,
+            )
+        elif debug:
             log.debug("cmd 0x%x %d bytes in %.6fs", cmd, length, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ I/O
     def _send(self, chunks: list[Any]) -> None:
         self.wire.send(chunks)
+
+    def _peer(self) -> str:
+        try:
+            return str(self.sock.getpeername()[0])
+        except (OSError, IndexError, TypeError):  # a TLS relay's socket pair has no address
+            return ""
 
     def _direct_assign(self, length: int) -> bool:
         """setSEXP of one plain numeric vector: receive it into the R vector itself."""
@@ -197,7 +260,17 @@ class Session:
         if self.wire_encoding != "utf-8":
             value = encoding.recode(value, "utf-8", self.wire_encoding)
         chunks, length = encode_sexp(value, margin=REPLY_MARGIN)  # Rserve's header choice
-        return framing.ok([length_header(DT.SEXP, length), *chunks])
+        header = length_header(DT.SEXP, length)
+        return self._within_maxsendbuf([header, *chunks], len(header) + length)
+
+    def _within_maxsendbuf(self, chunks: list[Any], length: int) -> list[Any]:
+        if self.maxsendbuf and length > self.maxsendbuf:
+            log.warning(
+                "session %s: reply of %d bytes refused (limits.maxsendbuf)", self.name, length
+            )
+            size = min(length, 0xFFFFFFFF).to_bytes(4, "little")
+            return [framing.error(Err.OBJECT_TOO_BIG, payload=size)]
+        return framing.ok(chunks)
 
     def _text(self, text: bytes) -> bytes:
         """Client text as UTF-8 (R's encoding here)."""
@@ -260,10 +333,12 @@ class Session:
         return self._assign(payload, parse_name=True)
 
     def ser_eval(self, payload: memoryview) -> list[Any]:
-        return framing.ok([self.shell.ser_eval(payload, rounds=1)])
+        data = self.shell.ser_eval(payload, rounds=1)
+        return self._within_maxsendbuf([data], len(data))
 
     def ser_eeval(self, payload: memoryview) -> list[Any]:
-        return framing.ok([self.shell.ser_eval(payload, rounds=2)])
+        data = self.shell.ser_eval(payload, rounds=2)
+        return self._within_maxsendbuf([data], len(data))
 
     def ser_assign(self, payload: memoryview) -> list[Any]:
         self.shell.ser_assign(payload)
@@ -282,6 +357,7 @@ class Session:
                 "op": "login",
                 "user": user.decode("utf-8", "replace"),
                 "password": password.decode("utf-8", "replace"),
+                "peer": self._peer(),
             }
         )
         if answer.get("ok"):
@@ -450,12 +526,26 @@ class Session:
         return [framing.error(Err.INV_CMD)]
 
 
+def _outcome(reply: list[Any]) -> str:
+    """'ok' or 'error 0x..' for a reply about to be (or just) sent, for the log."""
+    word = int.from_bytes(bytes(memoryview(reply[0])[:4]), "little") if reply else 0
+    return "ok" if word == framing.RESP_OK else f"error 0x{error_status(word):x}"
+
+
 def serve(
     sock: socket.socket, shell: RShell, channel: Channel, config: Config, message: dict[str, Any]
 ) -> None:
     """Worker handler: serve one client connection until it closes."""
     shell.enable_interrupts()
-    Session(sock, shell, channel, config).run(greeted=bool(message.get("greeted")))
+    session = Session(sock, shell, channel, config)
+    session.name = str(message.get("session", ""))
+    signal.signal(signal.SIGTERM, session.drain)
+    started = time.monotonic()
+    log.info("session %s started in shell %d", session.name, os.getpid())
+    try:
+        session.run(greeted=bool(message.get("greeted")))
+    finally:
+        log.info("session %s ended after %.3fs", session.name, time.monotonic() - started)
 
 
 def warm_up(shell: RShell, config: Config) -> None:

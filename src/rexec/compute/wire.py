@@ -22,6 +22,10 @@ class Closed(Exception):
     """The client went away (or must be disconnected)."""
 
 
+class IdleTimeout(Closed):
+    """Nothing arrived within the socket's timeout (limits.idle_timeout)."""
+
+
 class TruncatedHeader(Closed):
     """The peer sent 1-15 header bytes and stopped (Rserve answers ERR_conn_broken)."""
 
@@ -51,7 +55,7 @@ class Wire:
             self._buffer[:size] = bytes(self._view[self._start : self._end])
             self._start, self._end = 0, size
         while self.buffered < need:
-            n = self.sock.recv_into(self._view[self._end :])
+            n = self._recv(self._view[self._end :])
             if n == 0:
                 return False
             self._end += n
@@ -93,7 +97,7 @@ class Wire:
         self._start += have
         got = have
         while got < len(view):
-            n = self.sock.recv_into(view[got:])
+            n = self._recv(view[got:])
             if n == 0:
                 raise Closed
             got += n
@@ -104,10 +108,18 @@ class Wire:
         length -= have
         scratch = bytearray(min(length, _DISCARD_CHUNK))
         while length:
-            n = self.sock.recv_into(scratch, min(length, len(scratch)))
+            n = self._recv(memoryview(scratch)[: min(length, len(scratch))])
             if n == 0:
                 raise Closed
             length -= n
+
+    def _recv(self, view: memoryview) -> int:
+        try:
+            return self.sock.recv_into(view)
+        except TimeoutError as exc:
+            raise IdleTimeout from exc
+        except OSError as exc:  # reset by the peer and the like
+            raise Closed from exc
 
     # ------------------------------------------------------------------ writing
     def send(self, chunks: list[Any]) -> None:

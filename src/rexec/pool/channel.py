@@ -65,6 +65,14 @@ class AsyncChannelReader:
         self._buffer = b""
         self._fds: list[int] = []
         self._eof = False
+        self._waiter: Any = None
+
+    def close(self) -> None:
+        """Stop reading: a pending :meth:`receive` returns (None, []) at once."""
+        self._eof = True
+        self._buffer = b""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
         """The next message with the descriptors received so far; (None, []) at EOF."""
@@ -76,12 +84,15 @@ class AsyncChannelReader:
                 return None, []
             if self.sock.fileno() == -1:  # closed on our side
                 return None, []
-            ready = loop.create_future()
+            ready = self._waiter = loop.create_future()
             loop.add_reader(self._fd, _settle, ready)
             try:
                 await ready
             finally:
                 loop.remove_reader(self._fd)
+                self._waiter = None
+            if self._eof:
+                return None, []
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
             except (BlockingIOError, InterruptedError):

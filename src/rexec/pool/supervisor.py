@@ -51,6 +51,7 @@ class Worker:
             self.sock.send(data)
 
     def close(self) -> None:
+        self.reader.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -71,7 +72,9 @@ class PoolStats:
     starting: int
     waiting: int
     served: int
+    recycled: int
     failed: int
+    max: int
 
 
 class Pool:
@@ -91,6 +94,7 @@ class Pool:
         self._stopping = False
         self.generation = 0  # bumped by server-wide code: older idle shells are replaced
         self._served = 0
+        self._recycled = 0
         self._failed = 0
         self._consecutive_failures = 0
         self._backoff_until = 0.0
@@ -110,13 +114,17 @@ class Pool:
             await asyncio.sleep(0.02)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop every worker: idle ones at once, busy ones after ``grace`` seconds."""
+        """Stop every worker. Idle shells end at once; busy ones are asked (SIGTERM) to
+        finish the request they are running and close; after ``grace`` seconds what is
+        left is killed."""
         self._stopping = True
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.cancel()
         for shell in list(self.idle):
             self._retire(shell)
+        for shell in list(self.shells):
+            self._signal(shell, signal.SIGTERM)
         if self.template is not None:
             self.template.close()
         deadline = time.monotonic() + grace
@@ -133,8 +141,30 @@ class Pool:
         busy = sum(1 for s in self.shells if s.state == "busy")
         starting = sum(1 for s in self.shells if s.state == "starting")
         return PoolStats(
-            len(self.idle), busy, starting, len(self.waiters), self._served, self._failed
+            len(self.idle),
+            busy,
+            starting,
+            len(self.waiters),
+            self._served,
+            self._recycled,
+            self._failed,
+            self.config["pool.max"],
         )
+
+    async def reload(self, config: Config) -> None:
+        """Take a new configuration without dropping connections: busy shells finish
+        their sessions as they are; idle ones (and, in fork mode, the template) are
+        replaced by ones started with the new settings."""
+        old_template = self.template
+        self.config = config
+        self.generation += 1
+        if self.mode == "fork":
+            await self._start_template()
+            if old_template is not None:
+                old_template.close()
+        for shell in list(self.idle):
+            self._retire(shell)
+        self.maintain()
 
     # ------------------------------------------------------------------ acquiring
     async def acquire(self, timeout: float) -> Shell | None:
@@ -299,6 +329,7 @@ class Pool:
         elif was == "idle":
             log.warning("idle R shell %d exited; replacing it", shell.pid)
         else:
+            self._recycled += 1
             log.debug("R shell %d finished session %s", shell.pid, shell.session)
         self.maintain()
 
@@ -359,7 +390,7 @@ class Pool:
         if not ready.done():
             ready.set_exception(RuntimeError(f"R template failed to start (exit {code})"))
             return
-        if not self._stopping:
+        if not self._stopping and template is self.template:  # not one replaced on reload
             log.error("R template exited (code %s); starting a new one", code)
             self.template = None
             await asyncio.sleep(1)

@@ -63,6 +63,7 @@ class RShell:
         self._status = ffi.new("ParseStatus *")
         self._held = 0
         self._interruptible = False
+        self.interrupted = ""  # why the last request was interrupted, if it was
         source = resources.files("rexec.rshell").joinpath("helpers.R").read_bytes()
         text = rlib.Rf_protect(rlib.Rf_mkString(source))
         exprs = rlib.Rf_protect(self._parse_vector(text))  # our own code: parses cleanly
@@ -84,21 +85,29 @@ class RShell:
 
         R's own handlers are off under rpy2; Python's handler runs during evaluation
         because R calls back into Python (R_ProcessEvents) when it checks for
-        interrupts. Outside :meth:`interruptible` the signal is ignored, so a late
-        cancel cannot hit the next request (see begin_command/end_command).
+        interrupts. Between requests the signal is ignored, so a late cancel cannot hit
+        the next request (see begin_command/end_command).
         """
-        self._interruptible = False
+        signal.signal(signal.SIGINT, lambda signum, frame: self.interrupt("cancelled"))
 
-        def on_sigint(signum: int, frame: object) -> None:
-            if self._interruptible:
-                rlib.R_interrupts_pending = 1
-
-        signal.signal(signal.SIGINT, on_sigint)
+    def interrupt(self, reason: str) -> bool:
+        """Interrupt the running request (from a signal handler); False between requests."""
+        if not self._interruptible:
+            return False
+        self.interrupted = reason
+        rlib.R_interrupts_pending = 1
+        return True
 
     def begin_command(self) -> None:
-        """A request starts: from now on SIGINT interrupts R (see enable_interrupts)."""
+        """A request starts: from now on :meth:`interrupt` stops R."""
         rlib.R_interrupts_pending = 0
+        self.interrupted = ""
         self._interruptible = True
+
+    @property
+    def busy(self) -> bool:
+        """True while a request runs (between begin_command and end_command)."""
+        return self._interruptible
 
     def end_command(self) -> None:
         self._interruptible = False
@@ -259,6 +268,17 @@ class RShell:
         x = self.hold(rlib.Rf_allocVector(kind, nbytes // width))
         return x, (ffi.buffer(accessor(x), nbytes) if nbytes else bytearray())
 
+    def new_raw(self, nbytes: int) -> tuple[Any, Any]:
+        """A fresh (held) raw vector and a writable view of its bytes."""
+        x = self.hold(rlib.Rf_allocVector(rlib.RAWSXP, nbytes))
+        return x, (ffi.buffer(rlib.RAW(x), nbytes) if nbytes else bytearray())
+
+    def _as_raw(self, payload: Any) -> Any:
+        """An R raw vector: ``payload`` itself if it already is one, else a copy of it."""
+        if isinstance(payload, ffi.CData):
+            return payload
+        return self.raw(payload)
+
     def raw_view(self, x: Any) -> Any:
         n = rlib.Rf_xlength(x)
         return ffi.buffer(rlib.RAW(x), n) if n else b""
@@ -282,7 +302,7 @@ class RShell:
     def ser_eval(self, payload: Any, rounds: int = 1) -> Any:
         """Rserve's serEval/serEEval: raw serialize() in, raw serialize() of the value out."""
         unserialize = self._install["unserialize"]
-        expr = self.hold(self.call(unserialize, self.raw(payload), status=Err.SER_ERROR))
+        expr = self.hold(self.call(unserialize, self._as_raw(payload), status=Err.SER_ERROR))
         value = expr
         for _ in range(rounds):
             value = self.hold(self.try_eval(value, status=Err.SER_ERROR))
@@ -299,7 +319,7 @@ class RShell:
     def ser_assign(self, payload: Any) -> None:
         """Rserve's serAssign: the payload is serialize(list(name, value))."""
         pair = self.hold(
-            self.call(self._install["unserialize"], self.raw(payload), status=Err.SER_ERROR)
+            self.call(self._install["unserialize"], self._as_raw(payload), status=Err.SER_ERROR)
         )
         if pair.sxpinfo.type != rlib.VECSXP or rlib.Rf_xlength(pair) < 2:
             raise RError(Err.INV_PAR)
