@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint setup deps venv bench clean
+.PHONY: run test lint setup deps account venv bench soak clean
 
 run: setup
-	$(VENV)/bin/rexec serve
+	$(VENV)/bin/rexec up
 
 test: setup lint
 	$(PY) -m pytest -q
@@ -19,7 +19,14 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-setup: deps venv
+setup: deps account venv
+
+# The unprivileged account R shells run as when rexec starts as root (shell.user).
+account:
+	@if [ "$$(id -u)" = 0 ] && ! id -u rexec >/dev/null 2>&1; then \
+	  echo "creating system account rexec"; \
+	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin rexec; \
+	fi
 
 # Install the Debian packages that are missing (apt-get update only when needed).
 deps:
@@ -39,6 +46,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+# Long load runs (1,000 connections over a minute); not part of `make test`.
+soak: setup
+	$(PY) -m pytest -q -s -m soak tests/soak
 
 # Benchmarks against a real Rserve (not tests: no timing assertions). ARGS=--quick for < 1 min.
 bench: setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -58,6 +59,9 @@ class Server:
     log: Path
 
     def stop(self) -> None:
+        workdir = self.log.parent / "work"
+        if workdir.is_symlink():
+            atexit.register(shutil.rmtree, workdir.resolve(), True)
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -97,7 +101,11 @@ def rserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def start_rexec(directory: Path, **settings: object) -> Server:
     """Start ``rexec serve`` with a TOML config built from ``settings`` (dotted keys)."""
     port = free_port()
-    values = {"server.port": port, "session.workdir": str(directory / "work"), **settings}
+    # The shells' account must reach their directories: not below pytest's 0700 tmp.
+    workdir = Path(tempfile.mkdtemp(prefix="rexec-test-"))
+    workdir.chmod(0o755)
+    (directory / "work").symlink_to(workdir)
+    values = {"server.port": port, "session.workdir": str(workdir), **settings}
     tables: dict[str, dict[str, object]] = {}
     for key, value in values.items():
         table, _, name = key.partition(".")

@@ -76,6 +76,18 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Allow Rserve's in-band CMD_switch to TLS on the plain port (advertised in the ID string).",
     ),
+    Setting(
+        "shell.user",
+        "",
+        "Account R shells run as when the server starts as root. Empty: the `rexec` system "
+        "account (see `make run`).",
+    ),
+    Setting("shell.group", "", "Group for the shells; empty: the account's own group."),
+    Setting(
+        "shell.allow_root",
+        False,
+        "Allow R shells to run as root (`--allow-root`). Never needed in production.",
+    ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
     Setting(

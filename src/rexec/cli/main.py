@@ -39,6 +39,9 @@ def serve(
     pool_max: Annotated[int | None, typer.Option(help="pool.max")] = None,
     pool_mode: Annotated[str | None, typer.Option(help="pool.mode: fork or spawn")] = None,
     log_level: Annotated[str | None, typer.Option(help="log.level")] = None,
+    allow_root: Annotated[
+        bool, typer.Option("--allow-root", help="Let R shells run as root (shell.allow_root).")
+    ] = False,
     rserve_conf: Annotated[
         list[Path] | None,
         typer.Option(help="Rserve configuration file(s) (Rserv.conf), read as Rserve does."),
@@ -61,6 +64,7 @@ def serve(
         "pool.max": pool_max,
         "pool.mode": pool_mode,
         "log.level": log_level,
+        "shell.allow_root": True if allow_root else None,
     }
     overrides = {**from_rserve, **{key: v for key, v in flags.items() if v is not None}}
     cfg = _load(config_file, **overrides)

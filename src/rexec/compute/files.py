@@ -23,12 +23,49 @@ class SessionFiles:
         self.current: BinaryIO | None = None
 
     def resolve(self, name: bytes) -> str:
-        """The real path of ``name`` inside the working directory, or ERR_accessDenied."""
+        """``name`` as a path relative to the working directory (the shell's cwd), with
+        every symbolic link followed by hand; ERR_accessDenied if it leaves the directory.
+
+        Resolution never uses the absolute path: the shell's account may not be allowed to
+        walk the working directory's parents, and a resolver that cannot read a link
+        must not take it for a plain name.
+        """
         text = os.fsdecode(bytes(name))
-        path = os.path.realpath(os.path.join(self.root, text))
-        if not text or os.path.commonpath([self.root, path]) != self.root or path == self.root:
-            raise ProtocolError(f"path outside the session directory: {text!r}", Err.ACCESS_DENIED)
-        return path
+        parts: list[str] = []
+        pending = self._inside(text).split("/")
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    self._deny(text)
+                parts.pop()
+                continue
+            candidate = "/".join([*parts, part])
+            if os.path.islink(candidate):
+                hops += 1
+                if hops > 40:
+                    self._deny(text)
+                pending = self._inside(os.readlink(candidate), base=parts).split("/") + pending
+                parts = []
+                continue
+            parts.append(part)
+        if not parts:
+            self._deny(text)
+        return "/".join(parts)
+
+    def _inside(self, target: str, base: list[str] | None = None) -> str:
+        """A link target or client name as a path relative to the working directory."""
+        if target.startswith("/"):
+            if target != self.root and not target.startswith(self.root + "/"):
+                self._deny(target)
+            return target[len(self.root) + 1 :]
+        return "/".join([*(base or []), target])
+
+    def _deny(self, text: str) -> None:
+        raise ProtocolError(f"path outside the session directory: {text!r}", Err.ACCESS_DENIED)
 
     def open(self, name: bytes, *, create: bool) -> None:
         path = self.resolve(name)

@@ -21,6 +21,7 @@ from rexec.compute.control import ControlServer
 from rexec.compute.session import greeting
 from rexec.compute.users import UsersFile
 from rexec.config import Config
+from rexec.pool.identity import shell_identity
 from rexec.pool.supervisor import Pool, Shell
 
 log = logging.getLogger("rexec.compute")
@@ -43,6 +44,8 @@ def secure(config: Config) -> Config:
             log.info("server.remote is on: authentication is required")
     if config["auth.required"] and not config["auth.users_file"]:
         raise RuntimeError("auth.required needs auth.users_file (see `rexec users add`)")
+    identity = shell_identity(config)  # fails early when the account is missing
+    log.info("R shells run as %s", identity.name if identity else "the server's own user")
     return config
 
 
@@ -295,6 +298,10 @@ def serve(config: Config, reload_config: Any = None) -> None:
         level=config["log.level"].upper(),
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
     )
-    server = ComputeServer(config)
+    try:
+        server = ComputeServer(config)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     server.reload_config = reload_config
     asyncio.run(server.serve_forever())

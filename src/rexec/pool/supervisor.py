@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rexec.config import Config
@@ -102,6 +103,7 @@ class Pool:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the template (fork mode) and the initial shells; wait until they are ready."""
+        sweep(self.config.workdir)  # left by a server that did not stop cleanly
         if self.mode == "fork":
             await self._start_template()
         self.maintain()
@@ -134,8 +136,12 @@ class Pool:
             self._signal(shell, signal.SIGKILL)
         while self.shells and time.monotonic() < deadline + 2:
             await asyncio.sleep(0.05)
+        if self.template is not None and self.template.process is not None:
+            with contextlib.suppress(TimeoutError):  # it stops the shells it forked
+                await asyncio.wait_for(self.template.process.wait(), 10)
         for task in list(self._tasks):
             task.cancel()
+        sweep(self.config.workdir)
 
     def stats(self) -> PoolStats:
         busy = sum(1 for s in self.shells if s.state == "busy")
@@ -161,6 +167,8 @@ class Pool:
         if self.mode == "fork":
             await self._start_template()
             if old_template is not None:
+                with contextlib.suppress(OSError):
+                    old_template.send({"op": "exit"})  # leave its busy shells alone
                 old_template.close()
         for shell in list(self.idle):
             self._retire(shell)
@@ -315,9 +323,8 @@ class Pool:
         if shell.process is not None:
             await shell.process.wait()
         if shell.pid:
-            shutil.rmtree(self.config.workdir / f"conn{shell.pid}", ignore_errors=True)
-        if shell.tempdir:
-            shutil.rmtree(shell.tempdir, ignore_errors=True)
+            for name in (f"conn{shell.pid}", f"tmp{shell.pid}"):
+                shutil.rmtree(self.config.workdir / name, ignore_errors=True)
         if was == "starting":
             self._failed += 1
             self._consecutive_failures += 1
@@ -422,3 +429,25 @@ class Pool:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def sweep(workdir: Path) -> None:
+    """Remove the working and temp directories (``conn<pid>``, ``tmp<pid>``) of shells
+    that no longer run: ones killed before they said ready, or by a crash."""
+    if not workdir.is_dir():
+        return
+    for entry in workdir.iterdir():
+        for prefix in ("conn", "tmp"):
+            number = entry.name[len(prefix) :]
+            if entry.name.startswith(prefix) and number.isdigit() and not _alive(int(number)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,6 +10,7 @@ Run as ``python -m rexec.pool.worker {template|shell} CONTROL_FD CONFIG_JSON HAN
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -25,6 +26,7 @@ from typing import Any
 
 from rexec.config import Config
 from rexec.pool.channel import Channel
+from rexec.pool.identity import become, shell_identity
 
 log = logging.getLogger("rexec.worker")
 
@@ -61,17 +63,26 @@ def _private_session(config: Config, forked: bool) -> tuple[Path, str]:
     workdir.mkdir(mode=0o700, exist_ok=True)
     os.chdir(workdir)
     inherited = embedded.current_tempdir()
-    tempdir = embedded.new_tempdir()
+    # Next to the working directory, so the supervisor can sweep both by pid.
+    tempdir = embedded.new_tempdir(path=str(root / f"tmp{os.getpid()}"))
     if not forked:  # R made it at start-up for this process alone
         shutil.rmtree(inherited, ignore_errors=True)
     return workdir, tempdir
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, forked: bool) -> None:
     """Say ready, take one client socket, serve it, clean up. Never returns."""
     code = 0
     workdir, tempdir = _private_session(config, forked)
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # retired before a session: clean up
     try:
+        identity = shell_identity(config)
+        if identity is not None:
+            become(identity, [str(workdir), tempdir])
         if forked:
             shell.reseed()
         warm_up = getattr(handler, "warm_up", None)
@@ -82,6 +93,8 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
         if message is not None and message.get("op") == "serve" and fds:
             client = socket.socket(fileno=fds[0])
             handler(client, shell, channel, config, message)
+    except SystemExit:
+        pass
     except Exception:
         log.exception("shell %d failed", os.getpid())
         code = 1
@@ -100,10 +113,15 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
     shell = _start_r(config)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
     channel.send({"op": "ready", "pid": os.getpid()})
+    children: list[int] = []
     while True:
         message, fds = channel.receive()
-        if message is None:
+        if message is None:  # the supervisor is done: so are shells that never served
+            _stop_children(children)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # R's own clean-up waits for children
+            return
+        if message.get("op") == "exit":  # replaced on reload: its shells serve on
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             return
         if message.get("op") == "eval":  # server-wide code (ctrlEval / ctrlSource)
             channel.send({"op": "result", "ok": _eval_quietly(shell, message["code"])})
@@ -119,6 +137,7 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             serve_one(Channel(socket.socket(fileno=fds[0])), shell, config, handler, forked=True)
         os.close(fds[0])
+        children = [p for p in children if _running(p)] + [pid]
 
 
 def _eval_quietly(shell: Any, code: str) -> bool:
@@ -130,6 +149,26 @@ def _eval_quietly(shell: Any, code: str) -> bool:
     except RError:
         shell.release()
         return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_children(children: list[int], grace: float = 5.0) -> None:
+    """SIGTERM the shells this template forked (they remove their directories) and wait."""
+    import time
+
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_running(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def run_spawned(channel: Channel, config: Config, handler: Handler) -> None:

@@ -81,14 +81,17 @@ def current_tempdir() -> str:
     return value.decode() if value else ""
 
 
-def new_tempdir(parent: str | None = None) -> str:
+def new_tempdir(parent: str | None = None, path: str | None = None) -> str:
     """Give this R a session temp directory of its own and return its path.
 
     A forked shell would otherwise share the template's ``tempdir()``, owned by
     whoever started the template.
     """
     global _tempdir_buffer
-    path = tempfile.mkdtemp(prefix="Rtmp", dir=parent)
+    if path is None:
+        path = tempfile.mkdtemp(prefix="Rtmp", dir=parent)
+    else:
+        os.mkdir(path, 0o700)
     _tempdir_buffer = ctypes.create_string_buffer(path.encode())
     pointer = ctypes.c_void_p.in_dll(_libr(), "R_TempDir")
     pointer.value = ctypes.addressof(_tempdir_buffer)
