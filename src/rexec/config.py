@@ -115,6 +115,12 @@ SETTINGS: tuple[Setting, ...] = (
         "auth.users_file", "", "Users file (`rexec users add`); passwords stored as argon2 hashes."
     ),
     Setting(
+        "auth.plaintext",
+        False,
+        "Accept users-file entries with the password in clear (`user password`, as in "
+        "Rserve's password files). Off: such entries are refused and logged.",
+    ),
+    Setting(
         "session.workdir",
         "",
         "Parent of the per-session working directories (`conn<pid>`, removed when the "

@@ -96,3 +96,36 @@ def test_optional_login_without_users_file_accepts_anyone(rexec_server) -> None:
     with RawClient(rexec_server.port) as c:
         assert login(c, "anyone", "anything").ok
         assert c.eval("1L").value() == 1
+
+
+def test_clear_text_passwords_in_the_users_file_need_the_compat_switch(rexec_factory, tmp_path):
+    users = tmp_path / "users"
+    users.write_text("bob secret\n")  # an Rserve-style entry
+    users.chmod(0o600)
+    strict = rexec_factory(**{"auth.required": True, "auth.users_file": str(users)})
+    with RawClient(strict.port) as c:
+        assert login(c, "bob", "secret").status == Err.AUTH_FAILED
+    assert "stored in clear: refused" in strict.log_text()
+    compat = rexec_factory(
+        **{"auth.required": True, "auth.users_file": str(users), "auth.plaintext": True}
+    )
+    with RawClient(compat.port) as c:
+        assert login(c, "bob", "secret").ok
+
+
+def test_session_log_lines_are_structured(rexec_factory) -> None:
+    server = rexec_factory(**{"log.commands": True, "pool.initial": 1})
+    with RawClient(server.port) as c:
+        c.eval("1L")
+        c.eval("stop('x')")
+    expected = ("outcome=error 0x7f", "event=command cmd=0x3 bytes=16")
+    time_limit = time.monotonic() + 10
+    while time.monotonic() < time_limit:
+        text = server.log_text()
+        if all(part in text for part in expected) and text.count("event=ended") >= 2:
+            break
+        time.sleep(0.1)
+    assert "event=accepted shell=" in text and "client=127.0.0.1:" in text
+    assert "event=command cmd=0x3 bytes=" in text and "outcome=ok" in text
+    assert "outcome=error 0x7f" in text
+    assert "event=ended outcome=closed-by-client duration=" in text

@@ -17,15 +17,19 @@ def test_r_runs_unprivileged_and_cannot_write_outside_its_directories(
 ) -> None:
     users = tmp_path / "users"
     UsersFile(users).add("alice", "pw")
-    os.chmod(tmp_path, 0o755)  # the users file itself stays 0600 root
+    key = tmp_path / "tls.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    os.chmod(tmp_path, 0o755)  # the secrets themselves stay 0600 root
     server = rexec_factory(**{"auth.users_file": str(users), "pool.initial": 1})
     with RawClient(server.port) as c:
         assert c.eval("Sys.info()[['effective_user']]").value() == "rexec"
         assert c.eval("system('id -u', intern = TRUE)").value() != "0"
         for path in ("/etc/rexec-probe", "/root/rexec-probe", "/usr/lib/R/rexec-probe"):
             assert c.eval(f"suppressWarnings(file.create('{path}'))").value() is False, path
-        readable = f"!inherits(try(readLines('{users}'), silent = TRUE), 'try-error')"
-        assert c.eval(readable).value() is False  # the users file
+        for secret in (users, key):  # the users file, a TLS key
+            readable = f"!inherits(try(readLines('{secret}'), silent = TRUE), 'try-error')"
+            assert c.eval(readable).value() is False, secret
         assert c.eval("file.create('mine.txt')").value() is True  # its working directory
         assert c.eval("file.create(file.path(tempdir(), 'x'))").value() is True
         assert c.eval("file.create(tempfile())").value() is True

@@ -129,3 +129,18 @@ def test_control_eval_needs_an_authenticated_user_and_reaches_new_sessions(
                 break
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_unsupported_rserve_commands_are_invalid_and_harmless(rexec_server: Server) -> None:
+    """RSA secure login (keyReq/secLogin) and OCAP calls are not implemented: they get
+    ERR_inv_cmd and the connection goes on (see docs/compatibility.md)."""
+    from rexec.protocol import bytes_param
+
+    with RawClient(rexec_server.port) as c:
+        c.send(Cmd.KEY_REQ, string_param("rsa-authkey"))
+        assert c.reply().status == Err.INV_CMD
+        c.send(Cmd.SEC_LOGIN, bytes_param(b"\x00" * 256))
+        assert c.reply().status == Err.INV_CMD
+        c.send(Cmd.OC_CALL, string_param("x"))
+        assert c.reply().status == Err.INV_CMD
+        assert c.eval("1L").value() == 1

@@ -94,13 +94,14 @@ _MAP: dict[str, Callable[[str], dict[str, Any]]] = {
     "tls.port": lambda v: {"tls.port": _number(v)} if _number(v) > 0 else {},
     "switch.qap.tls": lambda v: {"tls.switch": is_true(v)},
     "control": lambda v: {"control.enabled": is_true(v)},
-    "plaintext": lambda v: {},  # rexec's logins are plain text (inside TLS where wanted)
+    "plaintext": lambda v: {"auth.plaintext": is_true(v)},  # clear-text password files
     "daemon": lambda v: {},  # rexec stays in the foreground; supervise it as a service
     "deamon": lambda v: {},
 }
 
 _NOTES = {
-    "plaintext": "rexec accepts plain-text logins only (no crypt); use TLS to protect them",
+    "plaintext": "logins are plain text in rexec (no crypt); this switch only decides "
+    "whether users-file passwords may be stored in clear",
     "daemon": "ignored: rexec runs in the foreground",
     "deamon": "ignored: rexec runs in the foreground",
 }

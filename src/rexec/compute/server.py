@@ -54,7 +54,11 @@ class ComputeServer:
         config = secure(config)
         self.config = config
         self.pool = Pool(config, HANDLER, self._on_message)
-        self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
+        self.users = (
+            UsersFile(config["auth.users_file"], plaintext=config["auth.plaintext"])
+            if config["auth.users_file"]
+            else None
+        )
         self._listeners: list[socket.socket] = []
         self._tls_listeners: list[socket.socket] = []
         self._failures: dict[str, tuple[int, float]] = {}
@@ -150,7 +154,11 @@ class ComputeServer:
             log.error("SIGHUP: configuration not reloaded: %s", exc)
             return
         self.config = config
-        self.users = UsersFile(config["auth.users_file"]) if config["auth.users_file"] else None
+        self.users = (
+            UsersFile(config["auth.users_file"], plaintext=config["auth.plaintext"])
+            if config["auth.users_file"]
+            else None
+        )
         self._greeting = greeting(config)
         await self.pool.reload(config)
         log.info(
@@ -195,7 +203,8 @@ class ComputeServer:
             if shell is None:
                 stats = self.pool.stats()
                 log.warning(
-                    "session %s from %s refused: no R shell free within %.1fs (busy %d, max %d)",
+                    "session=%s client=%s event=refused reason='no R shell free within %.1fs' "
+                    "busy=%d max=%d",
                     session,
                     peer,
                     self.config["pool.wait_timeout"],
@@ -208,11 +217,13 @@ class ComputeServer:
                 inner, outer = socket.socketpair()
                 self.pool.hand_over(shell, inner, session)
                 inner.close()
-                log.info("session %s from %s (TLS) -> shell %d", session, peer, shell.pid)
+                log.info(
+                    "session=%s client=%s event=accepted tls=yes shell=%d", session, peer, shell.pid
+                )
                 self._track(self._relay(client.dup(), outer))
                 return
             self.pool.hand_over(shell, client, session, greeted=True)
-            log.info("session %s from %s -> shell %d", session, peer, shell.pid)
+            log.info("session=%s client=%s event=accepted shell=%d", session, peer, shell.pid)
         except OSError as exc:
             log.warning("session %s from %s failed: %s", session, peer, exc)
         finally:

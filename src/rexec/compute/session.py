@@ -77,6 +77,7 @@ class Session:
         self.log_commands = config["log.commands"]
         self.name = ""  # the session id the server gave this connection
         self.draining = False
+        self.outcome = "closed-by-client"
         self.waiting = False
         self.files = SessionFiles(os.getcwd())
         self.wire_encoding = encoding.ENCODINGS[config["session.encoding"].encode()]
@@ -123,9 +124,11 @@ class Session:
             while True:
                 self.step()
         except TruncatedHeader:
+            self.outcome = "truncated-header"
             with contextlib.suppress(Closed):
                 self._send([framing.error(Err.CONN_BROKEN)])
         except IdleTimeout:
+            self.outcome = "idle-timeout"
             log.warning(
                 "session %s closed: idle for %ss (limits.idle_timeout)",
                 self.name,
@@ -194,13 +197,14 @@ class Session:
                 "wall-clock" if shell.interrupted == "timeout" else "CPU",
             )
             if shell.interrupted == "cpu":
+                self.outcome = "cpu-limit"
                 raise Closed  # the CPU budget is spent: this shell is done
         if self.draining:
-            log.info("session %s closed: the server is stopping", self.name)
+            self.outcome = "server-stopping"
             raise Closed
         if self.log_commands:
             log.info(
-                "session %s cmd 0x%x in %d bytes, reply %s, %.6fs",
+                "session=%s event=command cmd=0x%x bytes=%d outcome=%s duration=%.6fs",
                 self.name,
                 cmd,
                 length,
@@ -541,11 +545,17 @@ def serve(
     session.name = str(message.get("session", ""))
     signal.signal(signal.SIGTERM, session.drain)
     started = time.monotonic()
-    log.info("session %s started in shell %d", session.name, os.getpid())
+    log.info("session=%s shell=%d event=started", session.name, os.getpid())
     try:
         session.run(greeted=bool(message.get("greeted")))
     finally:
-        log.info("session %s ended after %.3fs", session.name, time.monotonic() - started)
+        log.info(
+            "session=%s shell=%d event=ended outcome=%s duration=%.3fs",
+            session.name,
+            os.getpid(),
+            session.outcome,
+            time.monotonic() - started,
+        )
 
 
 def warm_up(shell: RShell, config: Config) -> None:

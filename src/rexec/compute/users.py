@@ -6,6 +6,8 @@ supervisor only; shells ask the supervisor to check a login.
 
 from __future__ import annotations
 
+import hmac
+import logging
 import os
 from pathlib import Path
 
@@ -13,11 +15,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
+log = logging.getLogger("rexec.compute")
 
 
 class UsersFile:
-    def __init__(self, path: str | Path) -> None:
+    """``plaintext``: also accept entries whose password is stored in clear (Rserve's
+    password files), as Rserve's ``plaintext enable`` compatibility; off by default, and
+    such entries are then refused with a logged reason."""
+
+    def __init__(self, path: str | Path, *, plaintext: bool = False) -> None:
         self.path = Path(path)
+        self.plaintext = plaintext
 
     def _read(self) -> dict[str, str]:
         users: dict[str, str] = {}
@@ -26,7 +34,7 @@ class UsersFile:
         for line in self.path.read_text().splitlines():
             if not line.strip() or line.startswith("#"):
                 continue
-            name, _, hashed = line.partition("\t")
+            name, _, hashed = line.replace(" ", "\t", 1).partition("\t")
             users[name] = hashed.strip()
         return users
 
@@ -60,6 +68,12 @@ class UsersFile:
             # Spend the same time as a real check, so timing does not reveal user names.
             _hasher.hash(password)
             return False
+        if not hashed.startswith("$argon2"):
+            if not self.plaintext:
+                log.error("user %r has a password stored in clear: refused (auth.plaintext)", name)
+                _hasher.hash(password)
+                return False
+            return hmac.compare_digest(hashed.encode(), password.encode())
         try:
             return _hasher.verify(hashed, password)
         except (VerificationError, InvalidHashError):
