@@ -154,6 +154,7 @@ def start_rserve(directory: Path) -> Server:
 def start_rexec(directory: Path, initial: int = 8, maximum: int = 64) -> Server:
     """``rexec serve`` (fork pool) on a free loopback port, waiting until it answers."""
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)  # R shells may run as the unprivileged `rexec` account
     port = free_port()
     config = directory / "rexec.toml"
     config.write_text(

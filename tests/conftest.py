@@ -3,72 +3,31 @@
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-UTF8 = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+from bench import servers
+from bench.servers import UTF8, free_port, r_package_file, wait_for_id_string
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_id_string(port: int, timeout: float = 60.0) -> None:
-    """Block until a QAP server on ``port`` greets with its 32-byte ID string."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                if s.recv(32).startswith(b"Rsrv"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"no QAP server on port {port}")
-
-
-def r_package_file(package: str, *parts: str) -> str:
-    """``system.file(...)`` of an installed R package, asked of R itself."""
-    args = ", ".join(repr(p) for p in parts)
-    return subprocess.run(
-        ["Rscript", "-e", f"cat(system.file({args}, package = {package!r}))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+__all__ = ["UTF8", "Server", "free_port", "r_package_file", "start_rexec", "wait_for_id_string"]
 
 
 @dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+class Server(servers.Server):
+    """A server started by a fixture; its log is kept for assertions."""
 
     def stop(self) -> None:
         workdir = self.log.parent / "work"
         if workdir.is_symlink():
             atexit.register(shutil.rmtree, workdir.resolve(), True)
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        super().stop()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -77,25 +36,10 @@ class Server:
 @pytest.fixture(scope="session")
 def rserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real Rserve 1.8 (Debian's r-cran-rserve) on a free loopback port."""
-    directory = tmp_path_factory.mktemp("rserve")
-    port = free_port()
-    conf = directory / "Rserv.conf"
-    conf.write_text(f"port {port}\nworkdir {directory / 'work'}\ndaemon disable\n")
-    log = directory / "rserve.log"
-    binary = r_package_file("Rserve", "libs", "Rserve")
-    process = subprocess.Popen(
-        ["R", "CMD", binary, "--vanilla", "--RS-conf", str(conf)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=UTF8,
-        start_new_session=True,
-    )
-    server = Server("Rserve", port, process, log)
-    try:
-        wait_for_id_string(port)
-        yield server
-    finally:
-        server.stop()
+    started = servers.start_rserve(tmp_path_factory.mktemp("rserve"))
+    server = Server(started.name, started.port, started.process, started.log)
+    yield server
+    server.stop()
 
 
 def start_rexec(directory: Path, **settings: object) -> Server:

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bench.__main__ import run
 
 from bench import report, workloads
+from bench.__main__ import run
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R and Rserve")
 

@@ -1,6 +1,12 @@
 """Per-session limits, enforced inside the shell process: memory and CPU through
-rlimits, wall-clock time per request through a timer. Each ends in an R-level
-interrupt (a clean status-127 reply); a shell that cannot be interrupted is ended."""
+rlimits; time through one interval timer that watches either the wait for the next
+request (``limits.idle_timeout``) or the request being served
+(``limits.eval_timeout``). A request over its time ends in an R-level interrupt (a
+clean status-127 reply); a shell that cannot be interrupted is ended.
+
+One ``setitimer`` per phase keeps the socket blocking: a socket timeout would cost a
+``poll`` before every ``recv``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import resource
 import signal
 from typing import Any
 
+from rexec.compute.wire import IdleTimeout
 from rexec.config import Config
 
 log = logging.getLogger("rexec.session")
@@ -24,6 +31,8 @@ class Limits:
         self.memory = config["limits.memory"]
         self.cpu = config["limits.cpu_seconds"]
         self.timeout = config["limits.eval_timeout"]
+        self.idle = config["limits.idle_timeout"]
+        self._phase = ""  # "idle" while waiting for a request, "eval" while serving one
         self._expired = False
 
     def apply(self) -> None:
@@ -36,22 +45,42 @@ class Limits:
             hard = base + self.cpu + int(GRACE)
             resource.setrlimit(resource.RLIMIT_CPU, (base + self.cpu, hard))
             signal.signal(signal.SIGXCPU, self._cpu_exhausted)
-        if self.timeout:
-            signal.signal(signal.SIGALRM, self._too_long)
+        if self.timeout or self.idle:
+            signal.signal(signal.SIGALRM, self._alarm)
+
+    def waiting(self) -> None:
+        """Between requests: the idle clock runs."""
+        if self.idle:
+            self._phase = "idle"
+            signal.setitimer(signal.ITIMER_REAL, self.idle)
+        elif self._phase:
+            self._phase = ""
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def start_request(self) -> None:
+        """A request arrived: the evaluation clock replaces the idle one."""
         if self.timeout:
-            self._expired = False
+            self._phase, self._expired = "eval", False
             signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        elif self.idle:
+            self._phase = ""
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
-    def end_request(self) -> None:
-        if self.timeout:
+    def pause(self) -> None:
+        """No clock (a detached session waiting to be re-attached has its own timeout)."""
+        if self._phase:
+            self._phase = ""
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _cpu_exhausted(self, signum: int, frame: object) -> None:
         self.shell.interrupt("cpu")
 
-    def _too_long(self, signum: int, frame: object) -> None:
+    def _alarm(self, signum: int, frame: object) -> None:
+        if self._phase == "idle":
+            self._phase = ""
+            raise IdleTimeout
+        if self._phase != "eval":
+            return
         if not self._expired and self.shell.interrupt("timeout"):
             self._expired = True
             signal.setitimer(signal.ITIMER_REAL, GRACE)

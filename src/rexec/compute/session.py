@@ -112,8 +112,7 @@ class Session:
     # ------------------------------------------------------------------ the loop
     def run(self, greeted: bool = False) -> None:
         """Serve until the client leaves; ``greeted``: the server already sent the ID string."""
-        idle = self.config["limits.idle_timeout"]
-        self.sock.settimeout(idle or None)
+        self.sock.settimeout(None)
         self.limits.apply()
         if self.config["session.oob"]:
             self.shell.set_oob_handler(self._out_of_band)
@@ -151,6 +150,7 @@ class Session:
         self.waiting = True  # between requests: a SIGTERM may close at once
         if self.draining:
             raise Closed
+        self.limits.waiting()
         header = self.wire.read_header()
         self.waiting = False
         cmd, length = header.cmd, header.length
@@ -183,7 +183,6 @@ class Session:
         except RError as exc:
             reply = [framing.error(exc.status & 0x7F)]
         finally:
-            self.limits.end_request()
             shell.end_command()
         try:
             self._send(reply)
@@ -454,6 +453,7 @@ class Session:
         return detached
 
     def _reattach(self, detached: Detached) -> None:
+        self.limits.pause()
         sock = detached.wait(self.config["session.detach_timeout"])
         if sock is None:
             raise Closed
