@@ -131,12 +131,13 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def start_rserve(directory: Path) -> Server:
-    """A real Rserve (Debian's r-cran-rserve) on a free loopback port."""
+def start_rserve(directory: Path, extra: str = "") -> Server:
+    """A real Rserve (Debian's r-cran-rserve) on a free loopback port; ``extra`` lines
+    are added to its configuration file."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = directory / "Rserv.conf"
-    conf.write_text(f"port {port}\nworkdir {directory / 'work'}\ndaemon disable\n")
+    conf.write_text(f"port {port}\nworkdir {directory / 'work'}\ndaemon disable\n{extra}")
     log = directory / "rserve.log"
     binary = r_package_file("Rserve", "libs", "Rserve")
     process = subprocess.Popen(

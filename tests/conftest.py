@@ -113,3 +113,20 @@ def rexec_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def have_rsclient() -> bool:
     return shutil.which("Rscript") is not None
+
+
+def serve_fails(config_text: str) -> str:
+    """Run ``rexec serve`` with a TOML config that must stop it at start-up; its output."""
+    directory = Path(tempfile.mkdtemp())
+    config = directory / "rexec.toml"
+    config.write_text(config_text)
+    run = subprocess.run(
+        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=UTF8,
+        timeout=60,
+    )
+    shutil.rmtree(directory, ignore_errors=True)
+    assert run.returncode != 0, "rexec serve started"
+    return run.stdout + run.stderr

@@ -78,31 +78,9 @@ cat(seen, answer, sep = "\n")
 @pytest.fixture(scope="module")
 def rserve_with_oob(tmp_path_factory):
     """A second real Rserve, started with `oob enable`."""
-    import subprocess
+    from bench.servers import start_rserve
 
-    from tests.conftest import UTF8, Server, free_port, r_package_file, wait_for_id_string
-
-    directory = tmp_path_factory.mktemp("rserve-oob")
-    port = free_port()
-    conf = directory / "Rserv.conf"
-    conf.write_text(f"port {port}\nworkdir {directory}/work\ndaemon disable\noob enable\n")
-    log = directory / "rserve.log"
-    process = subprocess.Popen(
-        [
-            "R",
-            "CMD",
-            r_package_file("Rserve", "libs", "Rserve"),
-            "--vanilla",
-            "--RS-conf",
-            str(conf),
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=UTF8,
-        start_new_session=True,
-    )
-    server = Server("Rserve", port, process, log)
-    wait_for_id_string(port)
+    server = start_rserve(tmp_path_factory.mktemp("rserve-oob"), extra="oob enable\n")
     yield server
     server.stop()
 

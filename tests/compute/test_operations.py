@@ -120,20 +120,11 @@ def test_template_death_is_repaired(rexec_factory) -> None:
             assert c.eval("1L").value() == 1
 
 
-def test_remote_requires_authentication_by_default(tmp_path) -> None:
-    from tests.conftest import free_port
+def test_remote_requires_authentication_by_default() -> None:
+    from tests.conftest import free_port, serve_fails
 
-    config = tmp_path / "rexec.toml"
-    config.write_text(f"[server]\nport = {free_port()}\nremote = true\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=UTF8,
-        timeout=60,
-    )
-    assert run.returncode != 0
-    assert "auth.required needs auth.users_file" in run.stdout + run.stderr
+    output = serve_fails(f"[server]\nport = {free_port()}\nremote = true\n")
+    assert "auth.required needs auth.users_file" in output
 
 
 def test_remote_without_auth_is_a_loud_warning(rexec_factory) -> None:

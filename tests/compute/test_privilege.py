@@ -42,20 +42,8 @@ def test_allow_root_is_explicit(rexec_factory) -> None:
         assert c.eval("system('id -u', intern = TRUE)").value() == "0"
 
 
-def test_missing_account_stops_the_start(tmp_path) -> None:
-    import subprocess
-    import sys
+def test_missing_account_stops_the_start() -> None:
+    from tests.conftest import free_port, serve_fails
 
-    from tests.conftest import UTF8, free_port
-
-    config = tmp_path / "rexec.toml"
-    config.write_text(f'[server]\nport = {free_port()}\n[shell]\nuser = "no-such-user"\n')
-    run = subprocess.run(
-        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=UTF8,
-        timeout=60,
-    )
-    assert run.returncode == 2
-    assert "no account 'no-such-user'" in run.stdout + run.stderr
+    output = serve_fails(f'[server]\nport = {free_port()}\n[shell]\nuser = "no-such-user"\n')
+    assert "no account 'no-such-user'" in output
