@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 
@@ -46,9 +45,11 @@ class Remote:
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
+        import httpx  # here, not at import: `rexec serve` never needs it
+
         self.http = httpx.Client(base_url=state["url"], timeout=None)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         for attempt in range(2):
             headers = {"Authorization": f"Bearer {self.state['access_token']}"}
             reply = self.http.request(method, path, headers=headers, **kwargs)
@@ -101,6 +102,8 @@ def login(
     """Log in and remember the tokens."""
     if password is None:
         password = os.environ.get("REXEC_PASSWORD") or getpass.getpass("password: ")
+    import httpx
+
     reply = httpx.post(
         f"{url.rstrip('/')}/login", json={"username": username, "password": password}
     )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from rexec.protocol.constants import NA_INTEGER, XT
 from rexec.protocol.sexp import Sexp
 from rexec.rshell import capi
@@ -19,7 +17,8 @@ from rexec.rshell.embedded import ffi, rlib
 
 #: Character vectors up to this length are converted in Python; longer ones in R.
 SMALL_STRINGS = 32
-#: Logical vectors up to this length are converted in Python; longer ones with numpy.
+_NA_MARK = bytes(2 if b == 0x80 else 0 for b in range(256))
+#: Logical vectors up to this length are converted element by element; longer ones in bulk.
 SMALL_LOGICALS = 64
 
 
@@ -31,6 +30,9 @@ class Converter:
         self._na_string = rlib.R_NaString
         self._string_body = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_body"))
         self._string_vector = rlib.Rf_findVarInFrame(helpers, rlib.Rf_install(b"string_vector"))
+        self._logical_vector_fn = rlib.Rf_findVarInFrame(
+            helpers, rlib.Rf_install(b"logical_vector")
+        )
         self._call = call  # (function, *args) -> SEXP, raises on R error
         base = rlib.R_BaseEnv
         self._any_na = rlib.Rf_findFun(rlib.Rf_install(b"anyNA"), base)
@@ -150,11 +152,14 @@ class Converter:
         data = rlib.LOGICAL(x)
         if n <= SMALL_LOGICALS:
             return bytes(v if v in (0, 1) else 2 for v in (data[i] for i in range(n)))
-        values = np.frombuffer(ffi.buffer(data, n * 4), dtype="<i4")
-        out = np.full(n, 2, dtype=np.uint8)
-        out[values == 0] = 0
-        out[values == 1] = 1
-        return out.tobytes()
+        # Vectorised without numpy: per element, the low byte is 1 (TRUE) or 0 (FALSE and
+        # NA), and NA's high byte is 0x80; adding 2 where that byte is 0x80 gives Rserve's
+        # 0/1/2 coding. The big-integer sum adds byte by byte (no carries: at most 2).
+        words = bytes(ffi.buffer(data, n * 4))
+        low = words[0::4]
+        marks = words[3::4].translate(_NA_MARK)
+        total = int.from_bytes(low, "little") + int.from_bytes(marks, "little")
+        return total.to_bytes(n, "little")
 
     # ----------------------------------------------------------------- Sexp -> R
     def from_sexp(self, s: Sexp) -> Any:
@@ -204,11 +209,19 @@ class Converter:
     def _logical_vector(self, data: Any) -> Any:
         n = len(data)
         x = rlib.Rf_protect(rlib.Rf_allocVector(rlib.LGLSXP, n))
-        if n:
-            raw = np.frombuffer(data, dtype=np.uint8)
-            values = np.where(raw > 1, NA_INTEGER, raw).astype("<i4")
-            ffi.memmove(rlib.LOGICAL(x), values.tobytes(), n * 4)
-        return x
+        if not n:
+            return x
+        codes = bytes(data)
+        if n <= SMALL_LOGICALS:
+            target = rlib.LOGICAL(x)
+            for i, code in enumerate(codes):
+                target[i] = code if code < 2 else NA_INTEGER
+            return x
+        rlib.Rf_unprotect(1)
+        raw = self._vector(rlib.RAWSXP, rlib.RAW, codes, 1)
+        x = self._call(self._logical_vector_fn, raw)  # vectorised in R
+        rlib.Rf_unprotect(1)
+        return rlib.Rf_protect(x)
 
     def _string_sexp(self, body: Any) -> Any:
         body = bytes(body)

@@ -32,6 +32,13 @@ local({
     x
   }
 
+  # Rserve's logical coding (0 FALSE, 1 TRUE, anything else NA) from a raw vector.
+  logical_vector <- function(codes) {
+    x <- as.integer(codes)
+    x[x > 1L] <- NA_integer_
+    as.logical(x)
+  }
+
   # parse() that reports failure as a message instead of an error, for texts the
   # lexer might reject with error() rather than a parse status.
   safe_parse <- function(text) {
