@@ -140,14 +140,7 @@ def start_rserve(directory: Path, extra: str = "") -> Server:
     conf.write_text(f"port {port}\nworkdir {directory / 'work'}\ndaemon disable\n{extra}")
     log = directory / "rserve.log"
     binary = r_package_file("Rserve", "libs", "Rserve")
-    process = subprocess.Popen(
-        ["R", "CMD", binary, "--vanilla", "--RS-conf", str(conf)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=UTF8,
-        start_new_session=True,
-    )
-    server = Server("Rserve", port, process, log)
+    server = launch("Rserve", port, ["R", "CMD", binary, "--vanilla", "--RS-conf", str(conf)], log)
     _wait(server)
     return server
 
@@ -162,17 +155,25 @@ def start_rexec(directory: Path, initial: int = 8, maximum: int = 64) -> Server:
         f"[server]\nport = {port}\n\n[pool]\ninitial = {initial}\nmax = {maximum}\n\n"
         f'[session]\nworkdir = "{directory / "work"}"\n\n[log]\nlevel = "warning"\n'
     )
-    log = directory / "rexec.log"
+    server = launch("rexec", port, rexec_serve(config), directory / "rexec.log")
+    _wait(server)
+    return server
+
+
+def rexec_serve(config: Path) -> list[str]:
+    return [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)]
+
+
+def launch(name: str, port: int, command: list[str], log: Path) -> Server:
+    """Start a server process in a session of its own, its output going to ``log``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
+        command,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env=UTF8,
         start_new_session=True,
     )
-    server = Server("rexec", port, process, log)
-    _wait(server)
-    return server
+    return Server(name, port, process, log)
 
 
 def _wait(server: Server) -> None:

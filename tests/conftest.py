@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,15 +59,8 @@ def start_rexec(directory: Path, **settings: object) -> Server:
         lines += [f"{name} = {_toml(value)}" for name, value in entries.items()]
     config = directory / "rexec.toml"
     config.write_text("\n".join(lines) + "\n")
-    log = directory / "rexec.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=UTF8,
-        start_new_session=True,
-    )
-    server = Server("rexec", port, process, log)
+    started = servers.launch("rexec", port, servers.rexec_serve(config), directory / "rexec.log")
+    server = Server(started.name, started.port, started.process, started.log)
     try:
         wait_for_id_string(port)
     except TimeoutError:
@@ -121,7 +113,7 @@ def serve_fails(config_text: str) -> str:
     config = directory / "rexec.toml"
     config.write_text(config_text)
     run = subprocess.run(
-        [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)],
+        servers.rexec_serve(config),
         capture_output=True,
         text=True,
         env=UTF8,
