@@ -118,7 +118,7 @@ def test_r_errors_carry_status_and_message(r) -> None:
 
 
 def test_login_against_an_authenticating_node(rexec_factory, tmp_path: Path) -> None:
-    from rexec.compute.users import UsersFile
+    from rexec.compute.supervisor.users import UsersFile
 
     users = tmp_path / "users"
     UsersFile(users).add("ann", "s3cret")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rexec.compute.users import UsersFile
+from rexec.compute.supervisor.users import UsersFile
 from rexec.protocol import Cmd, Err, string_param
 from tests.qap import RawClient
 

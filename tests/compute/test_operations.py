@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from rexec.compute.users import UsersFile
+from rexec.compute.supervisor.users import UsersFile
 from rexec.protocol import Cmd, Err, string_param
 from tests.conftest import UTF8, Server
 from tests.qap import RawClient

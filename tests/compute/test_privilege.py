@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rexec.compute.users import UsersFile
+from rexec.compute.supervisor.users import UsersFile
 from tests.qap import RawClient
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs a server started as root")

@@ -106,7 +106,7 @@ def test_control_commands_are_disabled_by_default(rexec_server: Server) -> None:
 def test_control_eval_needs_an_authenticated_user_and_reaches_new_sessions(
     rexec_factory, tmp_path
 ) -> None:
-    from rexec.compute.users import UsersFile
+    from rexec.compute.supervisor.users import UsersFile
 
     users = tmp_path / "users"
     UsersFile(users).add("root", "pw")

@@ -49,7 +49,7 @@ def serve(
 ) -> None:
     """Run a compute node: an Rserve-compatible QAP1 server on a pool of R shells."""
     from rexec.compute import rserve_conf as rserve
-    from rexec.compute.server import serve as run
+    from rexec.compute.supervisor.server import serve as run
 
     from_rserve: dict[str, object] = {}
     for path in rserve_conf or []:
@@ -98,7 +98,7 @@ def users_add(
     users_file: UsersFileOption = None,
 ) -> None:
     """Add a user, or change the password of an existing one."""
-    from rexec.compute.users import UsersFile
+    from rexec.compute.supervisor.users import UsersFile
 
     if password is None:
         password = getpass.getpass(f"password for {name}: ")
@@ -115,7 +115,7 @@ def users_remove(
     name: str, config_file: ConfigOption = None, users_file: UsersFileOption = None
 ) -> None:
     """Remove a user."""
-    from rexec.compute.users import UsersFile
+    from rexec.compute.supervisor.users import UsersFile
 
     if not UsersFile(_users_file(config_file, users_file)).remove(name):
         console.print(f"[red]no user {name}[/red]")
@@ -126,7 +126,7 @@ def users_remove(
 @users_app.command("list")
 def users_list(config_file: ConfigOption = None, users_file: UsersFileOption = None) -> None:
     """List the users."""
-    from rexec.compute.users import UsersFile
+    from rexec.compute.supervisor.users import UsersFile
 
     table = Table("user")
     for name in UsersFile(_users_file(config_file, users_file)).names():
@@ -140,7 +140,7 @@ def status(
     port: Annotated[int | None, typer.Option(help="server.port of the node to ask")] = None,
 ) -> None:
     """Print the pool of a running compute node on this machine."""
-    from rexec.compute.control import query
+    from rexec.compute.supervisor.status import query
 
     cfg = _load(config_file, **{"server.port": port})
     try:

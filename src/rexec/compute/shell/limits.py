@@ -16,7 +16,7 @@ import resource
 import signal
 from typing import Any
 
-from rexec.compute.wire import IdleTimeout
+from rexec.compute.shell.wire import IdleTimeout
 from rexec.config import Config
 
 log = logging.getLogger("rexec.session")

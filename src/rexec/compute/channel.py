@@ -2,7 +2,7 @@
 Unix socket pair, plus file descriptors passed alongside (SCM_RIGHTS).
 
 The worker side is blocking (a shell has nothing else to do); the supervisor side
-is asyncio (see :mod:`rexec.pool.supervisor`).
+is asyncio (see :mod:`rexec.compute.supervisor.pool`).
 """
 
 from __future__ import annotations

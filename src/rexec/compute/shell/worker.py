@@ -5,7 +5,7 @@ private working directory and R temp directory, says ``ready``, waits for one cl
 socket, serves it with the configured handler and exits. It knows nothing about the
 pool beyond its control channel.
 
-Run as ``python -m rexec.pool.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER``.
+Run as ``python -m rexec.compute.shell.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rexec.compute.channel import Channel
+from rexec.compute.identity import become, shell_identity
 from rexec.config import Config
-from rexec.pool.channel import Channel
-from rexec.pool.identity import become, shell_identity
 
 log = logging.getLogger("rexec.worker")
 

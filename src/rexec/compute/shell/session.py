@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rexec.compute import encoding
-from rexec.compute.detach import Detached
-from rexec.compute.files import SessionFiles
-from rexec.compute.limits import Limits
-from rexec.compute.wire import Closed, IdleTimeout, TruncatedHeader, Wire
+from rexec.compute.channel import Channel
+from rexec.compute.shell import encoding
+from rexec.compute.shell.detach import Detached
+from rexec.compute.shell.files import SessionFiles
+from rexec.compute.shell.limits import Limits
+from rexec.compute.shell.wire import Closed, IdleTimeout, TruncatedHeader, Wire
 from rexec.config import Config
-from rexec.pool.channel import Channel
 from rexec.protocol import framing
 from rexec.protocol.codec import REPLY_MARGIN, encode_sexp, length_header
 from rexec.protocol.constants import (

@@ -13,8 +13,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from rexec.compute.supervisor.pool import Pool
 from rexec.config import Config
-from rexec.pool.supervisor import Pool
 
 
 def socket_path(config: Config) -> Path:

@@ -16,17 +16,16 @@ import signal
 import socket
 from typing import Any
 
-from rexec.compute import tls
-from rexec.compute.control import ControlServer
-from rexec.compute.session import greeting
-from rexec.compute.users import UsersFile
+from rexec.compute.identity import shell_identity
+from rexec.compute.supervisor import tls
+from rexec.compute.supervisor.login import Logins
+from rexec.compute.supervisor.pool import Pool, Shell
+from rexec.compute.supervisor.status import ControlServer
 from rexec.config import Config
-from rexec.pool.identity import shell_identity
-from rexec.pool.supervisor import Pool, Shell
 
 log = logging.getLogger("rexec.compute")
 
-HANDLER = "rexec.compute.session:serve"
+HANDLER = "rexec.compute.shell.session:serve"
 
 
 def secure(config: Config) -> Config:
@@ -54,18 +53,12 @@ class ComputeServer:
         config = secure(config)
         self.config = config
         self.pool = Pool(config, HANDLER, self._on_message)
-        self.users = (
-            UsersFile(config["auth.users_file"], plaintext=config["auth.plaintext"])
-            if config["auth.users_file"]
-            else None
-        )
+        self.logins = Logins(config)
         self._listeners: list[socket.socket] = []
         self._tls_listeners: list[socket.socket] = []
-        self._failures: dict[str, tuple[int, float]] = {}
         self.control = ControlServer(config, self.pool)
         self.reload_config: Any = None  # () -> Config, for SIGHUP
         self.tls_context = tls.make_context(config)
-        self._greeting = greeting(config)
         self._stopped = asyncio.Event()
         self._ids = itertools.count(1)
         self._connections: set[asyncio.Task[Any]] = set()
@@ -154,12 +147,7 @@ class ComputeServer:
             log.error("SIGHUP: configuration not reloaded: %s", exc)
             return
         self.config = config
-        self.users = (
-            UsersFile(config["auth.users_file"], plaintext=config["auth.plaintext"])
-            if config["auth.users_file"]
-            else None
-        )
-        self._greeting = greeting(config)
+        self.logins = Logins(config)
         await self.pool.reload(config)
         log.info(
             "configuration reloaded (pool: initial %d, max %d)",
@@ -193,7 +181,7 @@ class ComputeServer:
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not tls:  # greet at once: the client can send while a shell is handed over
-                client.send(self._greeting)
+                client.send(self.logins.greeting()[0])
             deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
             while True:
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -257,7 +245,7 @@ class ComputeServer:
             return None
         if op == "login":
             peer = str(message.get("peer", ""))
-            ok = await self._check_login(
+            ok = await self.logins.check(
                 str(message.get("user", "")), str(message.get("password")), peer
             )
             log.info("session %s login %r: %s", shell.session, message.get("user"), ok)
@@ -282,25 +270,6 @@ class ComputeServer:
             return None
         log.warning("unknown message from shell %d: %r", shell.pid, op)
         return None
-
-    async def _check_login(self, user: str, password: str, peer: str) -> bool:
-        """Check a login; after 3 failures from one address each further attempt waits
-        (doubling up to 8 s), so passwords cannot be guessed at speed."""
-        failures, _last = self._failures.get(peer, (0, 0.0))
-        if failures >= 3:
-            await asyncio.sleep(min(0.25 * 2 ** (failures - 3), 8.0))
-        if self.users is None:
-            return True  # authentication optional and no users file: as Rserve
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, self.users.verify, user, password)
-        if ok:
-            self._failures.pop(peer, None)
-        else:
-            self._failures[peer] = (failures + 1, loop.time())
-            if len(self._failures) > 10000:  # bounded memory under a spray of addresses
-                oldest = min(self._failures, key=lambda k: self._failures[k][1])
-                del self._failures[oldest]
-        return ok
 
 
 def serve(config: Config, reload_config: Any = None) -> None:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rexec.compute.channel import AsyncChannelReader, encode
 from rexec.config import Config
-from rexec.pool.channel import AsyncChannelReader, encode
 
 log = logging.getLogger("rexec.pool")
 
@@ -279,7 +279,7 @@ class Pool:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "rexec.pool.worker",
+            "rexec.compute.shell.worker",
             role,
             str(child.fileno()),
             config_json,

@@ -1,1 +1,0 @@
-"""Process management: a supervisor of pre-started R shells (fork or spawn)."""
