@@ -7,6 +7,8 @@ with generated bodies too.
 
 from __future__ import annotations
 
+import zlib
+
 import httpx
 import pytest
 import schemathesis
@@ -106,7 +108,10 @@ def live_session(api: Web):
 def test_api_never_answers_500(case, api: Web, live_session, token: str) -> None:
     params = case.path_parameters or {}
     deleting_session = case.method == "DELETE" and case.path == "/sessions/{session_id}"
-    if "session_id" in params and not deleting_session and hash(str(params)) % 2 == 0:
+    # zlib.crc32, not hash(): str hashes change with PYTHONHASHSEED, so hash() would pick
+    # different cases on every run
+    live = zlib.crc32(repr(sorted(params.items())).encode()) % 2 == 0
+    if "session_id" in params and not deleting_session and live:
         params["session_id"] = live_session()
     headers = {"Authorization": f"Bearer {token}"}
     response = case.call_and_validate(headers=headers, checks=(no_server_error,), timeout=60)
