@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rexec import config as configuration
@@ -51,12 +52,16 @@ def serve(
     from rexec.compute import rserve_conf as rserve
     from rexec.compute.supervisor.server import serve as run
 
-    from_rserve: dict[str, object] = {}
-    for path in rserve_conf or []:
-        settings, warnings = rserve.load(path)
+    def from_rserve() -> dict[str, object]:
+        """The Rserve files, read in order into one state as Rserve reads them; on
+        SIGHUP they are read again with the rest of the configuration."""
+        if not rserve_conf:
+            return {}
+        settings, warnings = rserve.load_all(rserve_conf)
         for warning in warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
-        from_rserve.update(settings)
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+        return settings
+
     flags = {
         "server.host": host,
         "server.port": port,
@@ -66,11 +71,16 @@ def serve(
         "log.level": log_level,
         "shell.allow_root": True if allow_root else None,
     }
-    overrides = {**from_rserve, **{key: v for key, v in flags.items() if v is not None}}
-    cfg = _load(config_file, **overrides)
+    given = {key: v for key, v in flags.items() if v is not None}
+    try:
+        rserve_settings = from_rserve()
+    except OSError as exc:
+        console.print(f"[red]cannot read the Rserve configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    cfg = _load(config_file, **{**rserve_settings, **given})
 
     def reload() -> configuration.Config:
-        return configuration.load(config_file, overrides)
+        return configuration.load(config_file, {**from_rserve(), **given})
 
     run(cfg, reload)
 
