@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import servers
 from rexec.compute import rserve_conf
 from rexec.protocol import Cmd, Err, string_param
 from tests.conftest import UTF8, free_port, r_package_file, wait_for_id_string
@@ -265,3 +266,22 @@ def test_serve_with_rserve_conf(tmp_path) -> None:
         output = process.communicate(timeout=30)[0]
         shutil.rmtree(workdir, ignore_errors=True)
     assert "'msg.id' is not supported" in output
+
+
+def test_octal_port_means_what_it_means_to_rserve(tmp_path) -> None:
+    """Rserve started with ``port 0<octal>`` listens where rexec would."""
+    port = free_port()
+    text = f"port 0{port:o}\n"
+    settings, _ = load_text(tmp_path, text)
+    assert settings == {"server.port": port}
+    directory = tmp_path / "rserve"
+    conf = tmp_path / "octal.conf"
+    conf.write_text(f"{text}workdir {directory}\ndaemon disable\n")
+    binary = r_package_file("Rserve", "libs", "Rserve")
+    rserve = servers.launch(
+        "Rserve", port, ["R", "CMD", binary, "--vanilla", "--RS-conf", str(conf)], tmp_path / "log"
+    )
+    try:
+        wait_for_id_string(port, timeout=30)
+    finally:
+        rserve.stop()
