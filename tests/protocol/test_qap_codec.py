@@ -21,6 +21,7 @@ from rexec.protocol import (
     from_python,
     to_python,
 )
+from rexec.protocol.codec import SendBuffer
 from rexec.protocol.constants import NA_INTEGER, NA_REAL_BYTES
 
 
@@ -147,23 +148,41 @@ def nested(depth: int) -> bytes:
     return data
 
 
-def test_depth_limit():
-    assert decode_sexp(nested(256))[1] == len(nested(256))
+def test_depth_limit_only_when_asked():
+    assert decode_sexp(nested(256), max_depth=256)[1] == len(nested(256))
     with pytest.raises(ProtocolError):
-        decode_sexp(nested(257))
-    assert decode_sexp(nested(300), max_depth=400)[1] > 0
+        decode_sexp(nested(257), max_depth=256)
+    assert decode_sexp(nested(300))[1] == len(nested(300))  # unbounded by default, as Rserve
 
 
-def test_interpreter_stack_exhaustion_is_a_protocol_error():
+def test_deep_nesting_decodes_without_recursion():
     headers = []
     length = 4  # the innermost NULL
-    for _ in range(20_000):
+    for _ in range(20_000):  # deeper than the interpreter's recursion limit, large headers
         code = XT.VECTOR | 0x40 | (length & 0xFFFFFF) << 8
         headers.append(struct.pack("<II", code, length >> 24))
         length += 8
     data = b"".join(reversed(headers)) + encoded(NULL)
-    with pytest.raises(ProtocolError):
-        decode_sexp(data, max_depth=10**9)
+    value, end = decode_sexp(data)
+    assert end == len(data)
+    depth = 0
+    while value.xt == XT.VECTOR:
+        (value,) = value.value
+        depth += 1
+    assert depth == 20_000 and value == NULL
+
+
+def test_deep_nesting_encodes_without_recursion():
+    k, f, a = (Sexp(XT.SYMNAME, name) for name in "kfa")
+    value = ints(1)
+    for i in range(20_000):  # lists, calls with tags and attributes, in turn
+        if i % 2:
+            value = Sexp(XT.VECTOR, [value], Sexp(XT.LIST_TAG, [(ints(i), k)]))
+        else:
+            value = Sexp(XT.LANG_TAG, [(f, NULL), (value, a)])
+    data = encoded(value)
+    assert decode_sexp(data) == (value, len(data))
+    assert data[:4] == struct.pack("<I", XT.VECTOR | 0x80 | (len(data) - 4) << 8)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -317,3 +336,38 @@ def test_from_python_numpy_is_zero_copy():
     assert to_python(from_python(np.float64(2.5))) == [2.5]
     assert to_python(from_python(np.int32(3))) == [3]
     assert to_python(from_python(np.arange(3, dtype=np.int32))) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- send buffer
+
+
+def raw(data: bytes) -> Sexp:
+    return Sexp(XT.RAW, data)
+
+
+def replied(s: Sexp, buffer: SendBuffer | None) -> bytes:
+    chunks, length = encode_sexp(s, margin=4096, sendbuf=buffer)
+    data = b"".join(bytes(chunk) for chunk in chunks)
+    assert len(data) == length
+    return data
+
+
+def test_raw_padding_comes_from_rserves_send_buffer():
+    buffer = SendBuffer()
+    assert replied(raw(b"\x01" * 5), buffer) == h("250c0000 05000000 01010101 01000000")
+    replied(Sexp(XT.ARRAY_STR, b"z" * 40 + b"\x00"), buffer)
+    assert replied(raw(b"\x02" * 5), buffer)[-3:] == b"zzz"  # what that reply left there
+    inner = Sexp(XT.VECTOR, [raw(b"\x03"), Sexp(XT.ARRAY_STR, b"long text here\x00")])
+    assert replied(inner, buffer)[13:16] == b"zzz"  # the padding of a raw inside a list
+    assert replied(Sexp(XT.VECTOR, [raw(b"\x03")]), buffer)[13:16] == b"zzz"  # never written
+    replied(Sexp(XT.ARRAY_INT, b"\x07" * 64), buffer)  # the bare-vector path records too
+    assert replied(raw(b"\x04"), buffer)[-3:] == b"\x07\x07\x07"
+    assert replied(raw(b"\x04"), None)[-3:] == bytes(3)  # without a buffer: zeros
+
+
+def test_after_a_reply_too_big_for_the_buffer_padding_is_zeros():
+    buffer = SendBuffer()
+    replied(Sexp(XT.ARRAY_STR, b"z" * 40 + b"\x00"), buffer)
+    replied(Sexp(XT.ARRAY_DOUBLE, bytes(8 * 300_000)), buffer)  # over 2 MB
+    replied(Sexp(XT.ARRAY_STR, b"z" * 40 + b"\x00"), buffer)
+    assert replied(raw(b"\x05"), buffer)[-3:] == bytes(3)

@@ -69,15 +69,83 @@ def nbytes(chunk: BytesLike) -> int:
 
 #: Rserve adds this margin to a reply's top-level size estimate before encoding it.
 REPLY_MARGIN = 4096
+_LEAVES = frozenset(
+    {
+        XT.NULL,
+        XT.S4,
+        XT.ARRAY_INT,
+        XT.ARRAY_DOUBLE,
+        XT.ARRAY_CPLX,
+        XT.ARRAY_STR,
+        XT.ARRAY_BOOL,
+        XT.RAW,
+        XT.STR,
+        XT.SYMNAME,
+        XT.UNKNOWN,
+    }
+)
+# How an entry of the encoder's work list relates to its parent record.
+_DATA, _CHILD, _UNCOUNTED_CHILD = 0, 1, 2
 
 
-def encode_sexp(s: Sexp, *, margin: int = 0) -> tuple[list[BytesLike], int]:
+class SendBuffer:
+    """Rserve's send buffer, as far as its replies let it show.
+
+    Rserve encodes every eval reply into one buffer it keeps for the whole connection
+    (2 MB), and its encoder never writes the 1-3 bytes that pad a raw vector to a whole
+    word: they are whatever an earlier reply left at that offset, and pyRserve hands them
+    to users as part of the vector. This is an image of that buffer. Pass one to
+    :func:`encode_sexp` for each eval reply of a connection, in order, and the padding
+    comes out as Rserve's.
+
+    A reply Rserve estimates too big for the buffer goes through a temporary one, and
+    from then on Rserve frees and allocates its buffer after every reply (it never resets
+    its note of the temporary buffer), so later padding is whatever memory ``malloc``
+    hands back, which nobody can predict; this image then gives zeros, as fresh memory.
+    """
+
+    SIZE = 2 * 1024 * 1024  # Rserve's default (sndBS)
+
+    def __init__(self, size: int = SIZE) -> None:
+        self.size = size
+        self._image = bytearray()
+        self._fresh_each_reply = False
+
+    def place(self, out: list[BytesLike], pads: list[int], estimate: int) -> None:
+        """One reply: fill the padding chunks ``out[i]`` (``i`` in ``pads``, ascending)
+        from the image, then record the reply's bytes in it. ``estimate`` is Rserve's
+        size estimate of the reply's object (without :data:`REPLY_MARGIN`)."""
+        if self._fresh_each_reply:
+            return
+        if estimate + REPLY_MARGIN > self.size - 64:  # Rserve: a temporary buffer
+            self._fresh_each_reply = True
+            self._image = bytearray()
+            return
+        image = self._image
+        waiting = iter(pads)
+        pad = next(waiting, -1)
+        pos = 0
+        for i, chunk in enumerate(out):
+            n = nbytes(chunk)
+            if i == pad:
+                left = image[pos : pos + n]
+                out[i] = chunk = bytes(left) + bytes(n - len(left))
+                pad = next(waiting, -1)
+            image[pos : pos + n] = chunk  # grows the image when the reply is the longest yet
+            pos += n
+
+
+def encode_sexp(
+    s: Sexp, *, margin: int = 0, sendbuf: SendBuffer | None = None
+) -> tuple[list[BytesLike], int]:
     """Encode ``s`` as Rserve would; returns ``(chunks, total_length)``.
 
     Like Rserve, an object gets the 8-byte (large) header when Rserve's *estimate* of its
     size (:func:`storage_estimate`, plus ``margin`` for the top-level object — Rserve
     adds :data:`REPLY_MARGIN` for an eval reply) exceeds 0xfffff0, so replies match
-    Rserve's byte for byte even just below 16 MB.
+    Rserve's byte for byte even just below 16 MB. Objects nested to any depth are
+    encoded without recursion, as Rserve answers a list nested thousands of levels deep.
+    With ``sendbuf`` (eval replies), raw vectors are padded from Rserve's send buffer.
 
     Raises ``ValueError``/``TypeError`` when ``s`` itself is malformed (a local bug,
     not a protocol error).
@@ -87,60 +155,113 @@ def encode_sexp(s: Sexp, *, margin: int = 0) -> tuple[list[BytesLike], int]:
         size = view.nbytes
         if size % _ITEM_SIZE[s.xt]:
             raise ValueError(f"{XT(s.xt).name} data of {size} bytes is not whole elements")
-        header = length_header(int(s.xt), size, large=4 + size + margin > LARGE_THRESHOLD)
-        if size < _COPY_LIMIT:
-            return [header + view], len(header) + size
-        return [header, view], len(header) + size
+        estimate = 4 + size if 4 + size <= LARGE_THRESHOLD else 8 + size
+        header = length_header(int(s.xt), size, large=estimate + margin > LARGE_THRESHOLD)
+        chunks: list[BytesLike] = [header + view] if size < _COPY_LIMIT else [header, view]
+        if sendbuf is not None:
+            sendbuf.place(chunks, [], estimate)
+        return chunks, len(header) + size
     out: list[BytesLike] = []
-    total = _encode(s, out, margin)
+    pads: list[int] = []
+    total, estimate = _encode_tree(s, out, margin, pads)
+    if sendbuf is not None:
+        sendbuf.place(out, pads, estimate)
     return coalesce(out), total
 
 
-def _encode(s: Sexp, out: list[BytesLike], margin: int = 0) -> int:
-    slot = len(out)
-    out.append(b"")  # the header, filled in once the body length is known
-    length = 0 if s.attr is None else _encode(s.attr, out)
-    length += _encode_body(s, out)
-    code = int(s.xt) | (0 if s.attr is None else XT_HAS_ATTR)
-    large = length > LARGE_THRESHOLD or storage_estimate(s) + margin > LARGE_THRESHOLD
-    header = length_header(code, length, large=large)
-    out[slot] = header
-    return len(header) + length
+def _encode_tree(root: Sexp, out: list[BytesLike], margin: int, pads: list[int]) -> tuple[int, int]:
+    """Append the encoding of ``root`` to ``out``; returns (length, Rserve's estimate).
+
+    No recursion: objects are visited in wire order (header, attributes, data or
+    children) from a work list, each leaving a record that names its parent. A record
+    always precedes its descendants', so one backward pass over the records knows every
+    body's length and size estimate by the time it writes that object's header.
+    ``pads`` receives the indexes in ``out`` of raw vectors' padding.
+    """
+    slots: list[int] = []  # where the object's header goes in ``out``
+    codes: list[int] = []
+    parents: list[int] = []
+    lengths: list[int] = []  # body bytes: the object's own data, then its children's
+    estimates: list[int] = []  # Rserve's getStorageSize, built up the same way
+    counted: list[bool] = []  # part of the parent's estimate (a STR's attributes are not)
+    work: list[tuple[Sexp, int, int]] = [(root, -1, _CHILD)]
+    while work:
+        s, parent, role = work.pop()
+        if role == _DATA:  # a leaf's data, after its attributes
+            lengths[parent] = _encode_leaf(s, out, pads)
+            continue
+        index = len(slots)
+        slots.append(len(out))
+        out.append(b"")  # the header, made in the backward pass
+        xt, attr, value = s.xt, s.attr, s.value
+        codes.append(int(xt) if attr is None else int(xt) | XT_HAS_ATTR)
+        parents.append(parent)
+        counted.append(role == _CHILD)
+        lengths.append(0)
+        if xt in _LEAVES:
+            estimates.append(4 + _leaf_estimate(s))
+            if attr is None:
+                lengths[index] = _encode_leaf(s, out, pads)
+            else:
+                work.append((s, index, _DATA))
+                work.append((attr, index, _UNCOUNTED_CHILD if xt == XT.STR else _CHILD))
+            continue
+        estimate = 4
+        if xt in _SEQUENCES:
+            children = value
+            if xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
+                estimate += 8 * len(value)  # Rserve counts each absent tag (R's NULL) as 8
+        elif xt in _PAIRLISTS:
+            children = [part for item, tag in value for part in (item, tag)]
+        elif xt == XT.CLOS:
+            formals, body = value
+            children = [formals, body]
+        else:
+            raise ValueError(f"cannot encode SEXP type {xt!r}")
+        estimates.append(estimate)
+        work.extend((child, index, _CHILD) for child in reversed(children))
+        if attr is not None:
+            work.append((attr, index, _CHILD))
+    length = estimate = 0
+    for index in range(len(slots) - 1, -1, -1):
+        estimate = estimates[index]
+        if estimate > LARGE_THRESHOLD:
+            estimate += 4  # Rserve counts the large header's extra word
+        length = lengths[index]
+        parent = parents[index]
+        large = length > LARGE_THRESHOLD or (
+            estimate + (margin if parent < 0 else 0) > LARGE_THRESHOLD
+        )
+        header = length_header(codes[index], length, large=large)
+        out[slots[index]] = header
+        length += len(header)
+        if parent >= 0:
+            lengths[parent] += length
+            if counted[index]:
+                estimates[parent] += estimate
+    return length, estimate
 
 
 def storage_estimate(s: Sexp) -> int:
     """Rserve's ``getStorageSize`` for the R object behind ``s``: the size it *expects*
     to need, which decides its large headers (it over-counts short strings and NULLs)."""
-    xt = s.xt
-    size = 4
-    if s.attr is not None and xt != XT.STR:
-        size += storage_estimate(s.attr)
-    value = s.value
+    return _encode_tree(s, [], 0, [])[1]
+
+
+def _leaf_estimate(s: Sexp) -> int:
+    """The part of Rserve's estimate for an object without children, beyond its header."""
+    xt, value = s.xt, s.value
     if xt in _ITEM_SIZE:
-        size += byte_view(value).nbytes
-    elif xt in (XT.ARRAY_BOOL, XT.RAW):
+        return byte_view(value).nbytes
+    if xt in (XT.ARRAY_BOOL, XT.RAW):
         n = byte_view(value).nbytes
-        size += 4 + (-(-n // 4) * 4) if n > 1 else 4
-    elif xt == XT.ARRAY_STR:
-        size += _strings_estimate(byte_view(value))
-    elif xt in (XT.SYMNAME, XT.STR):
+        return 4 + (-(-n // 4) * 4) if n > 1 else 4
+    if xt == XT.ARRAY_STR:
+        return _strings_estimate(byte_view(value))
+    if xt in (XT.SYMNAME, XT.STR):
         text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-        size += (len(text) + 4) // 4 * 4
-    elif xt in (XT.VECTOR, XT.VECTOR_EXP):
-        size += sum(storage_estimate(child) for child in value)
-    elif xt in _PAIRLISTS or xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
-        pairs = value if xt in _PAIRLISTS else [(item, None) for item in value]
-        size += sum(storage_estimate(item) for item, _ in pairs)
-        tags = sum(8 if tag is None else storage_estimate(tag) for _, tag in pairs)
-        if tags > 4 * len(pairs):  # always true: an absent tag (R NULL) counts 8
-            size += tags
-    elif xt == XT.CLOS:
-        size += storage_estimate(value[0]) + storage_estimate(value[1])
-    elif xt != XT.S4:  # NULL, unknown types: one word
-        size += 4
-    if size > LARGE_THRESHOLD:
-        size += 4
-    return size
+        return (len(text) + 4) // 4 * 4
+    return 0 if xt == XT.S4 else 4  # NULL and unknown types: one word
 
 
 def _strings_estimate(body: memoryview) -> int:
@@ -170,7 +291,8 @@ def length_header(code: int, length: int, *, large: bool | None = None) -> bytes
     return _HEADER_LARGE.pack(code | XT_LARGE | (length & 0xFFFFFF) << 8, length >> 24)
 
 
-def _encode_body(s: Sexp, out: list[BytesLike]) -> int:
+def _encode_leaf(s: Sexp, out: list[BytesLike], pads: list[int]) -> int:
+    """Append the data of an object without children; returns its length."""
     xt, value = s.xt, s.value
     if xt in (XT.NULL, XT.S4):
         return 0
@@ -192,8 +314,9 @@ def _encode_body(s: Sexp, out: list[BytesLike]) -> int:
             raise ValueError(f"{XT(xt).name} of {view.nbytes} elements has no int32 count")
         out.append(_I32.pack(view.nbytes))
         out.append(view)
-        fill = b"\xff" if xt == XT.ARRAY_BOOL else b"\x00"
-        return 4 + view.nbytes + _pad(out, view.nbytes, fill)
+        if xt == XT.RAW and view.nbytes % 4:
+            pads.append(len(out))  # Rserve leaves these bytes as its buffer has them
+        return 4 + view.nbytes + _pad(out, view.nbytes, b"\xff" if xt == XT.ARRAY_BOOL else b"\0")
     if xt in (XT.STR, XT.SYMNAME):
         text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         text = bytes(text)
@@ -202,13 +325,6 @@ def _encode_body(s: Sexp, out: list[BytesLike]) -> int:
         data = text + b"\x00" * (4 - len(text) % 4)  # at least one NUL, padded to 4
         out.append(data)
         return len(data)
-    if xt in _SEQUENCES:
-        return sum(_encode(child, out) for child in value)
-    if xt in _PAIRLISTS:
-        return sum(_encode(item, out) + _encode(tag, out) for item, tag in value)
-    if xt == XT.CLOS:
-        formals, body = value
-        return _encode(formals, out) + _encode(body, out)
     if xt == XT.UNKNOWN:
         out.append(_I32.pack(value))
         return 4
@@ -242,55 +358,118 @@ def coalesce(chunks: Iterable[BytesLike]) -> list[BytesLike]:
 # --------------------------------------------------------------------------- decoding
 
 
-def decode_sexp(buf: BytesLike, offset: int = 0, *, max_depth: int = 256) -> tuple[Sexp, int]:
+def decode_sexp(
+    buf: BytesLike, offset: int = 0, *, max_depth: int | None = None
+) -> tuple[Sexp, int]:
     """Decode one object at ``offset``; returns ``(sexp, end_offset)``.
 
     Vector values are memoryview slices of ``buf`` (no copy), so they stay valid only
-    as long as ``buf`` is not modified.
+    as long as ``buf`` is not modified. The decoder does not recurse, so any nesting
+    depth decodes (as in Rserve); ``max_depth`` bounds it when given.
     """
     view = byte_view(buf)
     if not 0 <= offset <= len(view):
         raise ProtocolError(f"offset {offset} outside a buffer of {len(view)} bytes")
-    try:
-        return _decode(view, offset, len(view), 0, max_depth)
-    except RecursionError:
-        raise ProtocolError("object nesting too deep for the interpreter stack") from None
+    return _decode(view, offset, len(view), max_depth)
 
 
-def _decode(view: memoryview, pos: int, end: int, depth: int, max_depth: int) -> tuple[Sexp, int]:
-    if depth > max_depth:
-        raise ProtocolError(f"object nesting deeper than {max_depth}")
-    if end - pos < 4:
-        raise ProtocolError("truncated object header")
-    (word,) = _U32.unpack_from(view, pos)
-    code, length = word & 0xFF, word >> 8
-    pos += 4
-    if code & XT_LARGE:
-        if end - pos < 4:
-            raise ProtocolError("truncated large object header")
-        length |= _U32.unpack_from(view, pos)[0] << 24
+class _Open:
+    """An object being decoded whose attributes or children are still to come."""
+
+    __slots__ = ("attr", "in_attr", "item", "items", "stop", "xt")
+
+    def __init__(self, xt: XT, stop: int, in_attr: bool, attr: Sexp | None = None) -> None:
+        self.xt = xt
+        self.stop = stop  # where its body ends (for a NULL: where its parent's does)
+        self.in_attr = in_attr  # the next object decoded is its attribute list
+        self.attr = attr
+        self.items: list[Any] = []
+        self.item: Sexp | None = None  # a pairlist value waiting for its tag
+
+
+def _decode(view: memoryview, pos: int, end: int, max_depth: int | None) -> tuple[Sexp, int]:
+    """Decode the object at ``pos``, nested objects from an explicit stack of open ones."""
+    stack: list[_Open] = []
+    while True:
+        if max_depth is not None and len(stack) > max_depth:
+            raise ProtocolError(f"object nesting deeper than {max_depth}")
+        limit = stack[-1].stop if stack else end
+        if limit - pos < 4:
+            raise ProtocolError("truncated object header")
+        (word,) = _U32.unpack_from(view, pos)
+        code, length = word & 0xFF, word >> 8
         pos += 4
-    xt = _XT_BY_CODE.get(code & 0x3F)
-    if xt is None:
-        raise ProtocolError(f"unknown SEXP type {code & 0x3F}")
-    attr = None
-    if xt == XT.NULL:
-        # Body-less whatever the length says: pyRserve declares 4 bytes it never sends.
-        if code & XT_HAS_ATTR:
-            attr, pos = _decode(view, pos, end, depth + 1, max_depth)
-        return Sexp(XT.NULL, None, attr), pos
-    stop = pos + length
-    if stop > end:
-        raise ProtocolError(f"{xt.name} declares {length} bytes, only {end - pos} remain")
-    if code & XT_HAS_ATTR:
-        attr, pos = _decode(view, pos, stop, depth + 1, max_depth)
-    xt, value = _decode_body(xt, view, pos, stop, depth, max_depth)
+        if code & XT_LARGE:
+            if limit - pos < 4:
+                raise ProtocolError("truncated large object header")
+            length |= _U32.unpack_from(view, pos)[0] << 24
+            pos += 4
+        xt = _XT_BY_CODE.get(code & 0x3F)
+        if xt is None:
+            raise ProtocolError(f"unknown SEXP type {code & 0x3F}")
+        if xt == XT.NULL:
+            # Body-less whatever the length says: pyRserve declares 4 bytes it never sends.
+            if code & XT_HAS_ATTR:
+                stack.append(_Open(xt, limit, True))
+                continue
+            done: Sexp | None = Sexp(XT.NULL)
+        else:
+            stop = pos + length
+            if stop > limit:
+                raise ProtocolError(f"{xt.name} declares {length} bytes, only {limit - pos} remain")
+            if code & XT_HAS_ATTR:
+                stack.append(_Open(xt, stop, True))
+                continue
+            done, pos = _open(xt, view, pos, stop, None, stack)
+        # Hand each finished object to the one that contains it, closing those it completes.
+        while done is not None:
+            if not stack:
+                return done, pos
+            top = stack[-1]
+            if top.in_attr:
+                stack.pop()
+                if top.xt == XT.NULL:
+                    done = Sexp(XT.NULL, None, done)
+                else:
+                    done, pos = _open(top.xt, view, pos, top.stop, done, stack)
+                continue
+            if top.xt in _PAIRLISTS:
+                if top.item is None:
+                    if pos >= top.stop:
+                        raise ProtocolError(f"{top.xt.name} element without a tag")
+                    top.item = done
+                    break  # its tag comes next
+                top.items.append((top.item, done))
+                top.item = None
+            else:
+                top.items.append(done)
+            if top.xt == XT.CLOS:
+                if len(top.items) < 2:
+                    break
+                value: Any = (top.items[0], top.items[1])
+            elif pos < top.stop:
+                break
+            else:
+                value = top.items
+            stack.pop()
+            done, pos = Sexp(top.xt, value, top.attr), top.stop
+
+
+def _open(
+    xt: XT, view: memoryview, pos: int, stop: int, attr: Sexp | None, stack: list[_Open]
+) -> tuple[Sexp | None, int]:
+    """The body of an object from ``pos`` to ``stop``: a finished object and ``stop``, or
+    (None, pos) with the object pushed on ``stack`` when children are to be decoded."""
+    if xt in _SEQUENCES or xt in _PAIRLISTS or xt == XT.CLOS:
+        if pos >= stop and xt != XT.CLOS:
+            return Sexp(xt, [], attr), stop
+        stack.append(_Open(xt, stop, False, attr))
+        return None, pos
+    xt, value = _decode_leaf(xt, view, pos, stop)
     return Sexp(xt, value, attr), stop
 
 
-def _decode_body(
-    xt: XT, view: memoryview, pos: int, stop: int, depth: int, max_depth: int
-) -> tuple[XT, Any]:
+def _decode_leaf(xt: XT, view: memoryview, pos: int, stop: int) -> tuple[XT, Any]:
     size = stop - pos
     if xt in (XT.INT, XT.DOUBLE):  # pre-0103 scalars are one-element arrays
         xt = XT.ARRAY_INT if xt == XT.INT else XT.ARRAY_DOUBLE
@@ -317,25 +496,6 @@ def _decode_body(
         return xt, (text if nul < 0 else text[:nul]).decode("utf-8", "surrogateescape")
     if xt == XT.S4:
         return xt, None
-    if xt in _SEQUENCES:
-        children = []
-        while pos < stop:
-            child, pos = _decode(view, pos, stop, depth + 1, max_depth)
-            children.append(child)
-        return xt, children
-    if xt in _PAIRLISTS:
-        pairs = []
-        while pos < stop:
-            item, pos = _decode(view, pos, stop, depth + 1, max_depth)
-            if pos >= stop:
-                raise ProtocolError(f"{xt.name} element without a tag")
-            tag, pos = _decode(view, pos, stop, depth + 1, max_depth)
-            pairs.append((item, tag))
-        return xt, pairs
-    if xt == XT.CLOS:
-        formals, pos = _decode(view, pos, stop, depth + 1, max_depth)
-        body, pos = _decode(view, pos, stop, depth + 1, max_depth)
-        return xt, (formals, body)
     if xt == XT.UNKNOWN:
         if size < 4:
             raise ProtocolError("UNKNOWN body too short")

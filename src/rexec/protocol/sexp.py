@@ -54,11 +54,27 @@ class Sexp:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sexp):
             return NotImplemented
-        return (
-            self.xt == other.xt
-            and _comparable(self.value) == _comparable(other.value)
-            and self.attr == other.attr
-        )
+        return _same(self, other)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Structural equality of two objects (vector data compared as bytes), walked from a
+    work list rather than by recursion, so objects nested any depth compare."""
+    pending = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if isinstance(x, Sexp) or isinstance(y, Sexp):
+            if not (isinstance(x, Sexp) and isinstance(y, Sexp)) or x.xt != y.xt:
+                return False
+            pending.append((x.attr, y.attr))
+            pending.append((x.value, y.value))
+        elif isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
+            if type(x) is not type(y) or len(x) != len(y):
+                return False
+            pending.extend(zip(x, y, strict=True))
+        elif _comparable(x) != _comparable(y):
+            return False
+    return True
 
 
 def _comparable(value: Any) -> Any:
