@@ -318,6 +318,7 @@ class _Reader:
         if value:
             self.settings["session.workdir"] = value
         else:
+            self.settings.pop("session.workdir", None)
             self.warn(
                 where,
                 "workdir",
@@ -327,7 +328,8 @@ class _Reader:
 
     def _source(self, where: str, value: str) -> None:
         if value:
-            self.evals.append(startup_line(f"try(source({_r_string(value)}))"))
+            # pasted in as Rserve pastes it (a quote in the path is a parse error there too)
+            self.evals.append(startup_line(f'try(source("{value}"))'))
 
     def _eval(self, where: str, value: str) -> None:
         if value:
