@@ -135,9 +135,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.fileio", True, "Allow the QAP file commands (openFile ... removeFile)."),
     Setting(
         "session.encoding",
-        "utf8",
-        "String encoding on the wire until a client sends setEncoding: `utf8` (same as "
-        "`native` here) or `latin1`.",
+        "native",
+        "String encoding on the wire until a client sends setEncoding, as Rserve's `encoding`: "
+        "`native` (strings from clients unmarked; R's locale is UTF-8), `utf8` (marked UTF-8) "
+        "or `latin1`.",
         ("native", "utf8", "latin1"),
     ),
     Setting(

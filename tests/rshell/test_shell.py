@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rexec.protocol import XT, Err, decode_strings, encode_strings, from_python
+from rexec.protocol import XT, Err, Sexp, decode_strings, encode_strings, from_python
 from rexec.protocol.codec import decode_sexp, encode_sexp
 
 
@@ -115,3 +115,47 @@ def test_assign_from_python_values(shell) -> None:
     out = shell.to_sexp(shell.eval_text(b"is.na(v)"))
     shell.release()
     assert bytes(out.value) == b"\x00\x01\x00"
+
+
+def test_deeply_nested_objects_convert_both_ways(shell) -> None:
+    code = (
+        b"local({x <- 'leaf'; for (i in 1:20000) x <- if (i %% 2) list(x, i) "
+        b"else call('f', a = x); x})"
+    )
+    original = shell.eval_text(code)
+    value = shell.to_sexp(original)  # deeper than Python's recursion limit
+    chunks, _ = encode_sexp(value)
+    rebuilt = shell.from_sexp(decode_sexp(b"".join(bytes(c) for c in chunks))[0])
+    shell.assign(shell.string(b".rebuilt"), rebuilt)
+    shell.assign(shell.string(b".original"), original)
+    answer = shell.to_sexp(shell.eval_text(b"identical(.original, .rebuilt)"))
+    shell.release()
+    assert bytes(answer.value) == b"\x01"
+
+
+@pytest.mark.parametrize(
+    ("name", "marks"),
+    [(b"native", "unknown"), (b"utf8", "UTF-8"), (b"latin1", "latin1")],
+)
+def test_client_strings_are_marked_with_the_session_encoding(shell, name, marks) -> None:
+    text = "\u00e9t\u00e9".encode("latin-1" if name == b"latin1" else "utf-8")
+    shell.set_string_encoding(name)
+    try:  # a short vector (converted in Python), a long one (in R), a plain string
+        short = shell.from_sexp(Sexp(XT.ARRAY_STR, encode_strings([text, "a"])))
+        long = shell.from_sexp(Sexp(XT.ARRAY_STR, encode_strings(["b"] * 40 + [text])))
+        shell.assign(shell.string(b"short"), short)
+        shell.assign(shell.string(b"long"), long)
+        shell.assign(shell.string(b"one"), shell.string(text))
+        check = b"paste(Encoding(c(short, long[41], one)), collapse = ' ')"
+        answer = shell.to_sexp(shell.eval_text(check))
+    finally:
+        shell.set_string_encoding(b"native")
+        shell.release()
+    assert decode_strings(answer.value) == [f"{marks} unknown {marks} {marks}"]
+
+
+def test_helpers_are_not_on_the_search_path(shell) -> None:
+    code = b"c(any(grepl('rexec', search())), is.function(self.oobSend))"
+    answer = shell.to_sexp(shell.eval_text(code))
+    shell.release()
+    assert bytes(answer.value) == b"\x00\x01"

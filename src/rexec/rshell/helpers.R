@@ -18,8 +18,10 @@ local({
     writeBin(x, raw())
   }
 
-  # Inverse of string_body: n NUL-terminated strings in raw vector body.
-  string_vector <- function(body, n) {
+  # Inverse of string_body: n NUL-terminated strings in raw vector body, marked with
+  # encoding (a cetype_t: 0 native, 1 UTF-8, 2 latin1) as Rserve marks strings it receives.
+  marks <- c("unknown", "UTF-8", "latin1")
+  string_vector <- function(body, n, encoding) {
     x <- readBin(body, "character", n)
     odd <- which(!validUTF8(x))
     for (i in odd) {
@@ -28,7 +30,7 @@ local({
         x[i] <- if (length(bytes) == 1L) NA_character_ else rawToChar(bytes[-1L])
       }
     }
-    Encoding(x) <- "UTF-8"
+    if (encoding > 0L) Encoding(x) <- marks[encoding + 1L]
     x
   }
 
@@ -40,9 +42,15 @@ local({
   }
 
   # parse() that reports failure as a message instead of an error, for texts the
-  # lexer might reject with error() rather than a parse status.
+  # lexer might reject with error() rather than a parse status. Its string literals are
+  # marked as R_ParseVector() (which Rserve calls) marks them: UTF-8 in a UTF-8 locale,
+  # whatever the text's own mark (parse() would leave them unmarked for unmarked text).
+  literals <- if (isTRUE(l10n_info()[["UTF-8"]])) "UTF-8" else "unknown"
   safe_parse <- function(text) {
-    tryCatch(parse(text = text, keep.source = FALSE), error = conditionMessage)
+    tryCatch(
+      parse(text = text, keep.source = FALSE, encoding = literals),
+      error = conditionMessage
+    )
   }
 
   # Out-of-band messages, as Rserve's self.oobSend()/self.oobMessage(): `bridge` is
@@ -63,11 +71,12 @@ local({
     here$oob_reply <- NULL
     reply
   }
-  # Sessions find them unqualified; code written for Rserve that loads the Rserve
-  # package gets these versions too.
-  visible <- attach(NULL, name = "rexec")
-  assign("self.oobSend", self.oobSend, envir = visible)
-  assign("self.oobMessage", self.oobMessage, envir = visible)
+  # Sessions find them unqualified, from the Autoloads environment every session's
+  # search path already has (an attached environment of our own would show in
+  # search(), which Rserve's sessions do not have); code written for Rserve that loads
+  # the Rserve package gets these versions too.
+  assign("self.oobSend", self.oobSend, envir = .AutoloadEnv)
+  assign("self.oobMessage", self.oobMessage, envir = .AutoloadEnv)
   setHook(packageEvent("Rserve", "onLoad"), function(...) {
     for (name in c("self.oobSend", "self.oobMessage")) {
       utils::assignInNamespace(name, get(name, envir = here), "Rserve")

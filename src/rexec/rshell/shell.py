@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from rexec.protocol.codec import SendBuffer
 from rexec.protocol.constants import Err
 from rexec.protocol.sexp import Sexp
 from rexec.rshell import capi, embedded
@@ -76,6 +77,8 @@ class RShell:
         }
         self._install = {name: rlib.Rf_install(name.encode()) for name in ("unserialize",)}
         self.converter = Converter(self._helpers, self.call)
+        #: Rserve's send buffer for this shell's one connection (raw vectors' padding).
+        self.sendbuf = SendBuffer()
         self._oob: OobHandler | None = None
         self._install_oob_bridge()
 
@@ -171,9 +174,22 @@ class RShell:
         finally:
             rlib.Rf_unprotect(1)
 
+    # ------------------------------------------------------------------ encoding
+    #: CMD_setEncoding's names and how Rserve then marks the strings it receives.
+    MARKS = {b"native": rlib.CE_NATIVE, b"utf8": rlib.CE_UTF8, b"latin1": rlib.CE_LATIN1}
+
+    def set_string_encoding(self, name: bytes) -> None:
+        """The session's string encoding (``native``, ``utf8`` or ``latin1``): client text
+        keeps its bytes and is marked with it, as in Rserve (R translates where needed)."""
+        self.converter.string_encoding = self.MARKS[name]
+
+    def _char(self, text: bytes) -> Any:
+        """A CHARSXP for client text, marked with the session's encoding."""
+        return rlib.Rf_mkCharLenCE(text, len(text), self.converter.string_encoding)
+
     def parse(self, code: bytes) -> Any:
         """Parse ``code`` into an expression vector (held); parse failures raise RError."""
-        text = rlib.Rf_protect(rlib.Rf_ScalarString(rlib.Rf_mkCharLenCE(code, len(code), 0)))
+        text = rlib.Rf_protect(rlib.Rf_ScalarString(self._char(code)))
         try:
             exprs = self._parse_guarded(code, text)
         finally:
@@ -246,7 +262,8 @@ class RShell:
         return x
 
     def string(self, text: bytes) -> Any:
-        return self.hold(rlib.Rf_ScalarString(rlib.Rf_mkCharLenCE(text, len(text), 0)))
+        """A character vector holding client text (held), marked as :meth:`parse` marks."""
+        return self.hold(rlib.Rf_ScalarString(self._char(text)))
 
     def raw(self, data: Any) -> Any:
         n = len(data)

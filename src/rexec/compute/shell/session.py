@@ -80,7 +80,7 @@ class Session:
         self.outcome = "closed-by-client"
         self.waiting = False
         self.files = SessionFiles(os.getcwd())
-        self.wire_encoding = encoding.ENCODINGS[config["session.encoding"].encode()]
+        self.wire_encoding = encoding.select(shell, config["session.encoding"].encode())
         self._cmd = 0
         self._handlers: dict[int, Callable[[memoryview], list[Any]]] = {
             Cmd.LOGIN: self.login,
@@ -262,7 +262,8 @@ class Session:
         value = self.shell.to_sexp(x)
         if self.wire_encoding != "utf-8":
             value = encoding.recode(value, "utf-8", self.wire_encoding)
-        chunks, length = encode_sexp(value, margin=REPLY_MARGIN)  # Rserve's header choice
+        # Rserve's header choice, and its send buffer's bytes in a raw vector's padding
+        chunks, length = encode_sexp(value, margin=REPLY_MARGIN, sendbuf=self.shell.sendbuf)
         header = length_header(DT.SEXP, length)
         return self._within_maxsendbuf([header, *chunks], len(header) + length)
 
@@ -276,15 +277,11 @@ class Session:
         return framing.ok(chunks)
 
     def _text(self, text: bytes) -> bytes:
-        """Client text as UTF-8 (R's encoding here)."""
-        if self.wire_encoding == "utf-8":
-            return text
-        return bytes(text).decode(self.wire_encoding, "replace").encode()
+        """Client text as it came: the shell marks it with the session's encoding."""
+        return text
 
     def _object(self, value: Any) -> Any:
-        if self.wire_encoding != "utf-8":
-            value = encoding.recode(value, self.wire_encoding, "utf-8")
-        return self.shell.from_sexp(value)
+        return self.shell.from_sexp(value)  # strings marked with the session's encoding
 
     def _evaluate(self, payload: memoryview) -> Any:
         params = self._params(payload)
@@ -440,7 +437,7 @@ class Session:
         name = bytes(self._name(payload))
         if name not in encoding.ENCODINGS:
             raise ProtocolError(f"unknown encoding {name!r}", Err.INV_PAR)
-        self.wire_encoding = encoding.ENCODINGS[name]
+        self.wire_encoding = encoding.select(self.shell, name)
         return framing.ok()
 
     # ------------------------------------------------------------------ detaching
