@@ -56,3 +56,40 @@ def test_eval(results: list[str], index: int) -> None:
 def test_assign_through_the_java_api(results: list[str]) -> None:
     assigned = [line for line in results if line.startswith("assign ")]
     assert assigned == ["assign 0 0 1 15 1"] * 2  # the same from Rserve and rexec
+
+
+ENCODINGS_SOURCE = Path(__file__).parent / "java" / "Encodings.java"
+JAVA_CASES = ["marks-native", "marks-utf8", "deep-list", "deep-call"]
+
+
+@pytest.fixture(scope="module")
+def encodings(
+    rserve: Server, rexec_server: Server, tmp_path_factory
+) -> subprocess.CompletedProcess[str]:
+    if shutil.which("javac") is None:
+        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
+    directory = tmp_path_factory.mktemp("java-encodings")
+    jars = Path(r_package_file("Rserve", "java"))
+    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(directory)])
+    shutil.copy(ENCODINGS_SOURCE, directory / "Encodings.java")
+    subprocess.run(
+        ["javac", "-encoding", "UTF-8", "-cp", classpath, str(directory / "Encodings.java")],
+        check=True,
+        capture_output=True,
+    )
+    ports = (rserve.port, rexec_server.port)
+    run = subprocess.run(
+        ["java", "-Xss16m", "-cp", classpath, "Encodings", *map(str, ports)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.mark.parametrize("case", JAVA_CASES)
+def test_strings_and_deep_results_through_the_java_client(encodings, case: str) -> None:
+    """Strings the Java client assigns (String[] as QAP, String as DT_STRING) are marked as
+    Rserve marks them, with and without setStringEncoding("utf8"); deep results arrive."""
+    assert f"{case} TRUE" in encodings.stdout.splitlines(), encodings.stderr[-2000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pyRserve
 import pytest
@@ -90,3 +92,49 @@ def test_function_call_and_void_eval(pair) -> None:
     assert normalise(candidate.r.scale_by(np.array([1.0, 2.0]), k=3)) == normalise(
         reference.r.scale_by(np.array([1.0, 2.0]), k=3)
     )
+
+
+@pytest.fixture
+def fresh(rserve: Server, rexec_server: Server):
+    """New pyRserve connections, for cases that depend on what a session sent before."""
+    conns = (pyRserve.connect(port=rserve.port), pyRserve.connect(port=rexec_server.port))
+    yield conns
+    for conn in conns:
+        conn.close()
+
+
+def test_raw_vectors_with_their_padding(fresh) -> None:
+    """pyRserve returns a raw vector's padding bytes as data; Rserve leaves there what an
+    earlier reply wrote into its send buffer."""
+    codes = ["list(strrep('z', 40))", "as.raw(1:5)", "list(as.raw(1:2), 'x')", "as.raw(1:7)"]
+    reference, candidate = ([answer(conn, code) for code in codes] for conn in fresh)
+    assert candidate == reference
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "local({x <- list(); for (i in 1:1000) x <- list(x); x})",
+        "local({x <- 1; for (i in 1:500) x <- call('f', x, a = i); x})",
+    ],
+    ids=["list-1000", "call-500"],
+)
+def test_deeply_nested_results(fresh, code: str) -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # pyRserve's own parser recurses
+    try:
+        reference, candidate = (answer(conn, code) for conn in fresh)
+        assert candidate == reference
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_assigned_strings_keep_rserves_encoding_marks(fresh) -> None:
+    """Strings pyRserve sends are left unmarked ("unknown") by Rserve, as native text."""
+    for conn in fresh:
+        conn.r.s = np.array(["\u00e9t\u00e9", "a"])
+        conn.r.t = "\u65e5\u672c"
+        conn.r.l = ["na\u00efve", 1]
+    probe = "c(Encoding(c(s, t, l[[1]], '\u00e9')), s == '\u00e9t\u00e9')"
+    reference, candidate = (answer(conn, probe) for conn in fresh)
+    assert candidate == reference
