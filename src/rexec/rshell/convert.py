@@ -20,6 +20,8 @@ SMALL_STRINGS = 32
 _NA_MARK = bytes(2 if b == 0x80 else 0 for b in range(256))
 #: Logical vectors up to this length are converted element by element; longer ones in bulk.
 SMALL_LOGICALS = 64
+#: Conversion recurses this many levels at most; deeper objects are done from a work list.
+NESTING = 100
 
 
 class Converter:
@@ -50,57 +52,62 @@ class Converter:
     def to_sexp(self, x: Any) -> Sexp:
         """The :class:`Sexp` for R object ``x`` (which the caller keeps protected).
 
-        No recursion, so objects nested any depth convert (Rserve sends a list nested
-        thousands of levels deep): every object's :class:`Sexp` is made empty first and
-        filled in from a work list, children getting empty ones of their own.
+        Objects nested any depth convert (Rserve sends a list nested thousands of levels
+        deep): recursion stops :data:`NESTING` levels down, where an empty :class:`Sexp`
+        stands in for the rest, filled in later from a work list.
         """
-        root = Sexp(XT.NULL)
-        work = [(x, root)]
-        while work:
-            x, target = work.pop()
-            self._fill(x, target, work)
+        deferred: list[tuple[Any, Sexp]] = []
+        root = self._convert(x, 0, deferred)
+        while deferred:
+            x, target = deferred.pop()
+            value = self._convert(x, 0, deferred)
+            target.xt, target.value, target.attr = value.xt, value.value, value.attr
         return root
 
-    def _fill(self, x: Any, target: Sexp, work: list[tuple[Any, Sexp]]) -> None:
+    def _convert(self, x: Any, depth: int, deferred: list[tuple[Any, Sexp]]) -> Sexp:
+        if depth == NESTING:
+            target = Sexp(XT.NULL)
+            deferred.append((x, target))
+            return target
+        depth += 1
         t = x.sxpinfo.type
         attrib = capi.attrib(x)
+        attr = None
         if t != rlib.CHARSXP and attrib != self._nil and attrib.sxpinfo.type == rlib.LISTSXP:
-            target.attr = Sexp(XT.NULL)
-            target.attr.xt, target.attr.value = self._pairlist(attrib, rlib.LISTSXP, work)
+            attr = self._pairlist(attrib, rlib.LISTSXP, depth, deferred)
         if t == rlib.REALSXP:
-            target.xt, target.value = XT.ARRAY_DOUBLE, self._view(rlib.REAL, x, 8)
-        elif t == rlib.INTSXP:
-            target.xt, target.value = XT.ARRAY_INT, self._view(rlib.INTEGER, x, 4)
-        elif t == rlib.STRSXP:
-            target.xt, target.value = XT.ARRAY_STR, self._strings(x)
-        elif t == rlib.LGLSXP:
-            target.xt, target.value = XT.ARRAY_BOOL, self._logicals(x)
-        elif t == rlib.NILSXP:
-            target.xt = XT.NULL
-        elif t in (rlib.VECSXP, rlib.EXPRSXP):
-            items = [Sexp(XT.NULL) for _ in range(rlib.Rf_xlength(x))]
-            work.extend((rlib.VECTOR_ELT(x, i), item) for i, item in enumerate(items))
-            target.xt = XT.VECTOR if t == rlib.VECSXP else XT.VECTOR_EXP
-            target.value = items
-        elif t in (rlib.LISTSXP, rlib.LANGSXP):
-            target.xt, target.value = self._pairlist(x, t, work)
-        elif t == rlib.SYMSXP:
-            target.xt, target.value = XT.SYMNAME, self._text(rlib.PRINTNAME(x))
-        elif t == rlib.RAWSXP:
-            target.xt, target.value = XT.RAW, self._view(rlib.RAW, x, 1)
-        elif t == rlib.CPLXSXP:
-            target.xt, target.value = XT.ARRAY_CPLX, self._view(rlib.COMPLEX, x, 16)
-        elif t == rlib.CLOSXP:
+            return Sexp(XT.ARRAY_DOUBLE, self._view(rlib.REAL, x, 8), attr)
+        if t == rlib.INTSXP:
+            return Sexp(XT.ARRAY_INT, self._view(rlib.INTEGER, x, 4), attr)
+        if t == rlib.STRSXP:
+            return Sexp(XT.ARRAY_STR, self._strings(x), attr)
+        if t == rlib.LGLSXP:
+            return Sexp(XT.ARRAY_BOOL, self._logicals(x), attr)
+        if t == rlib.NILSXP:
+            return Sexp(XT.NULL, None, attr)
+        if t in (rlib.VECSXP, rlib.EXPRSXP):
+            n = rlib.Rf_xlength(x)
+            items = [self._convert(rlib.VECTOR_ELT(x, i), depth, deferred) for i in range(n)]
+            return Sexp(XT.VECTOR if t == rlib.VECSXP else XT.VECTOR_EXP, items, attr)
+        if t in (rlib.LISTSXP, rlib.LANGSXP):
+            inner = self._pairlist(x, t, depth, deferred)
+            inner.attr = attr
+            return inner
+        if t == rlib.SYMSXP:
+            return Sexp(XT.SYMNAME, self._text(rlib.PRINTNAME(x)), attr)
+        if t == rlib.RAWSXP:
+            return Sexp(XT.RAW, self._view(rlib.RAW, x, 1), attr)
+        if t == rlib.CPLXSXP:
+            return Sexp(XT.ARRAY_CPLX, self._view(rlib.COMPLEX, x, 16), attr)
+        if t == rlib.CLOSXP:
             formals, body = capi.closure_parts(x)
-            parts = (Sexp(XT.NULL), Sexp(XT.NULL))
-            work += ((formals, parts[0]), (body, parts[1]))
-            target.xt, target.value = XT.CLOS, parts
-        elif t == rlib.S4SXP:
-            target.xt = XT.S4
-        elif t == rlib.CHARSXP:
-            target.xt, target.value = XT.STR, self._text(x)
-        else:
-            target.xt, target.value = XT.UNKNOWN, t
+            parts = (self._convert(formals, depth, deferred), self._convert(body, depth, deferred))
+            return Sexp(XT.CLOS, parts, attr)
+        if t == rlib.S4SXP:
+            return Sexp(XT.S4, None, attr)
+        if t == rlib.CHARSXP:
+            return Sexp(XT.STR, self._text(x), None)
+        return Sexp(XT.UNKNOWN, t, attr)
 
     def _view(self, accessor: Any, x: Any, width: int) -> Any:
         n = rlib.Rf_xlength(x)
@@ -111,29 +118,21 @@ class Converter:
     def _text(self, charsxp: Any) -> str:
         return ffi.string(rlib.R_CHAR(charsxp)).decode("utf-8", "surrogateescape")
 
-    def _pairlist(self, x: Any, t: int, work: list[tuple[Any, Sexp]]) -> tuple[XT, list[Any]]:
-        """XT type and value of a pairlist or call; its elements (and tags) go to ``work``."""
+    def _pairlist(self, x: Any, t: int, depth: int, deferred: list[tuple[Any, Sexp]]) -> Sexp:
         nil = self._nil
-        cells: list[tuple[Sexp, Any]] = []
+        items: list[tuple[Sexp, Any]] = []
         tagged = False
         while x != nil:
             tag = rlib.TAG(x)
             if tag != nil:
                 tagged = True
-            item = Sexp(XT.NULL)
-            work.append((rlib.CAR(x), item))
-            cells.append((item, tag))
+            items.append((self._convert(rlib.CAR(x), depth, deferred), tag))
             x = rlib.CDR(x)
         lang = t == rlib.LANGSXP
-        if not tagged:
-            return (XT.LANG_NOTAG if lang else XT.LIST_NOTAG), [item for item, _ in cells]
-        pairs = []
-        for item, tag in cells:
-            name = Sexp(XT.NULL)
-            if tag != nil:
-                work.append((tag, name))
-            pairs.append((item, name))
-        return (XT.LANG_TAG if lang else XT.LIST_TAG), pairs
+        if tagged:
+            pairs = [(value, self._convert(tag, depth, deferred)) for value, tag in items]
+            return Sexp(XT.LANG_TAG if lang else XT.LIST_TAG, pairs)
+        return Sexp(XT.LANG_NOTAG if lang else XT.LIST_NOTAG, [value for value, _ in items])
 
     def _strings(self, x: Any) -> bytes:
         n = rlib.Rf_xlength(x)
@@ -192,73 +191,69 @@ class Converter:
     def from_sexp(self, s: Sexp) -> Any:
         """Build the R object for ``s``; the result is PROTECTed once (caller unprotects).
 
-        No recursion, so objects nested any depth convert (Rserve decodes them too): each
-        object is made and stored into its parent straight away, its attributes and
-        children filled in later from a work list; everything hangs off the protected
-        root, so nothing else needs protecting.
+        Objects nested any depth convert (Rserve decodes them too): recursion stops
+        :data:`NESTING` levels down, leaving the slot for the rest NULL, filled in later
+        from a work list; by then it hangs off the protected root.
         """
-        root = self._node(s)
-        work: list[tuple[Sexp, Any, int]] = []
-        self._expand(s, root, work)
-        while work:
-            s, parent, index = work.pop()
-            x = self._node(s)
-            if index < 0:
-                rlib.SETCAR(parent, x)  # ``parent`` is the pairlist cell itself
-            else:
-                rlib.SET_VECTOR_ELT(parent, index, x)
-            rlib.Rf_unprotect(1)
-            self._expand(s, x, work)
+        deferred: list[tuple[Sexp, Any, int]] = []
+        root = self._build(s, 0, deferred)
+        while deferred:
+            s, parent, index = deferred.pop()
+            self._place(self._build(s, 0, deferred), parent, index)
         return root
 
-    def _node(self, s: Sexp) -> Any:
-        """The R object for ``s`` without its attributes and children (PROTECTed once)."""
+    def _child(
+        self, s: Sexp, parent: Any, index: int, depth: int, deferred: list[tuple[Sexp, Any, int]]
+    ) -> None:
+        """Build ``s`` into slot ``index`` of ``parent`` (-1: ``parent`` is a pairlist cell)."""
+        if depth == NESTING:
+            deferred.append((s, parent, index))
+        else:
+            self._place(self._build(s, depth, deferred), parent, index)
+
+    def _place(self, x: Any, parent: Any, index: int) -> None:
+        if index < 0:
+            rlib.SETCAR(parent, x)
+        else:
+            rlib.SET_VECTOR_ELT(parent, index, x)
+        rlib.Rf_unprotect(1)
+
+    def _build(self, s: Sexp, depth: int, deferred: list[tuple[Sexp, Any, int]]) -> Any:
+        depth += 1
         xt = s.xt
         if xt == XT.NULL:
-            return rlib.Rf_protect(self._nil)
-        if xt in (XT.ARRAY_INT, XT.INT):
-            return self._vector(rlib.INTSXP, rlib.INTEGER, s.value, 4)
-        if xt in (XT.ARRAY_DOUBLE, XT.DOUBLE):
-            return self._vector(rlib.REALSXP, rlib.REAL, s.value, 8)
-        if xt == XT.ARRAY_CPLX:
-            return self._vector(rlib.CPLXSXP, rlib.COMPLEX, s.value, 16)
-        if xt == XT.RAW:
-            return self._vector(rlib.RAWSXP, rlib.RAW, s.value, 1)
-        if xt in (XT.ARRAY_BOOL, XT.BOOL):
-            return self._logical_vector(s.value)
-        if xt == XT.ARRAY_STR:
-            return self._string_sexp(s.value)
-        if xt in (XT.VECTOR, XT.VECTOR_EXP):
+            x = rlib.Rf_protect(self._nil)
+        elif xt in (XT.ARRAY_INT, XT.INT):
+            x = self._vector(rlib.INTSXP, rlib.INTEGER, s.value, 4)
+        elif xt in (XT.ARRAY_DOUBLE, XT.DOUBLE):
+            x = self._vector(rlib.REALSXP, rlib.REAL, s.value, 8)
+        elif xt == XT.ARRAY_CPLX:
+            x = self._vector(rlib.CPLXSXP, rlib.COMPLEX, s.value, 16)
+        elif xt == XT.RAW:
+            x = self._vector(rlib.RAWSXP, rlib.RAW, s.value, 1)
+        elif xt in (XT.ARRAY_BOOL, XT.BOOL):
+            x = self._logical_vector(s.value)
+        elif xt == XT.ARRAY_STR:
+            x = self._string_sexp(s.value)
+        elif xt in (XT.VECTOR, XT.VECTOR_EXP):
             kind = rlib.VECSXP if xt == XT.VECTOR else rlib.EXPRSXP
-            return rlib.Rf_protect(rlib.Rf_allocVector(kind, len(s.value)))
-        if xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
-            return self._pairlist_node([None] * len(s.value), xt == XT.LANG_NOTAG)
-        if xt in (XT.LIST_TAG, XT.LANG_TAG):
-            return self._pairlist_node([tag for _, tag in s.value], xt == XT.LANG_TAG)
-        if xt in (XT.SYMNAME, XT.STR):
-            return rlib.Rf_protect(self._symbol(s.value))
-        if xt == XT.S4:
-            return rlib.Rf_protect(capi.alloc_s4())
-        # closures, unknowns and obsolete types decode to NULL, as in Rserve
-        return rlib.Rf_protect(self._nil)
-
-    def _expand(self, s: Sexp, x: Any, work: list[tuple[Sexp, Any, int]]) -> None:
-        """Attach ``s``'s attributes to ``x`` and queue its children for filling in."""
-        if s.attr is not None and x != self._nil:
-            self._attach(x, s.attr, work)
-        xt = s.xt
-        if xt in (XT.VECTOR, XT.VECTOR_EXP):
-            work.extend((item, x, i) for i, item in enumerate(s.value))
+            x = rlib.Rf_protect(rlib.Rf_allocVector(kind, len(s.value)))
+            for i, item in enumerate(s.value):
+                self._child(item, x, i, depth, deferred)
         elif xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
-            self._cells(x, s.value, work)
+            pairs = [(item, None) for item in s.value]
+            x = self._build_pairlist(pairs, xt == XT.LANG_NOTAG, depth, deferred)
         elif xt in (XT.LIST_TAG, XT.LANG_TAG):
-            self._cells(x, [value for value, _ in s.value], work)
-
-    def _cells(self, head: Any, values: list[Sexp], work: list[tuple[Sexp, Any, int]]) -> None:
-        cell = head
-        for value in values:
-            work.append((value, cell, -1))
-            cell = rlib.CDR(cell)
+            x = self._build_pairlist(s.value, xt == XT.LANG_TAG, depth, deferred)
+        elif xt in (XT.SYMNAME, XT.STR):
+            x = rlib.Rf_protect(self._symbol(s.value))
+        elif xt == XT.S4:
+            x = rlib.Rf_protect(capi.alloc_s4())
+        else:  # closures, unknowns and obsolete types decode to NULL, as in Rserve
+            x = rlib.Rf_protect(self._nil)
+        if s.attr is not None and x != self._nil:
+            self._attach(x, s.attr, depth, deferred)
+        return x
 
     def _vector(self, kind: int, accessor: Any, data: Any, width: int) -> Any:
         n = len(data) // width
@@ -312,13 +307,19 @@ class Converter:
             return rlib.R_MissingArg
         return rlib.Rf_install(name.encode("utf-8", "surrogateescape"))
 
-    def _pairlist_node(self, tags: list[Sexp | None], lang: bool) -> Any:
-        """A pairlist (or call) of ``len(tags)`` cells with their tags, values still NULL."""
-        if not tags:
+    def _build_pairlist(
+        self,
+        items: list[tuple[Sexp, Sexp | None]],
+        lang: bool,
+        depth: int,
+        deferred: list[tuple[Sexp, Any, int]],
+    ) -> Any:
+        if not items:
             return rlib.Rf_protect(self._nil)
-        head = rlib.Rf_protect(rlib.Rf_allocList(len(tags)))
+        head = rlib.Rf_protect(rlib.Rf_allocList(len(items)))
         cell = head
-        for tag in tags:
+        for value, tag in items:
+            self._child(value, cell, -1, depth, deferred)
             if tag is not None and tag.xt in (XT.SYMNAME, XT.STR) and tag.value:
                 rlib.SET_TAG(cell, self._symbol(tag.value))
             cell = rlib.CDR(cell)
@@ -326,14 +327,15 @@ class Converter:
             capi.set_language(head)
         return head
 
-    def _attach(self, x: Any, attr: Sexp, work: list[tuple[Sexp, Any, int]]) -> None:
+    def _attach(
+        self, x: Any, attr: Sexp, depth: int, deferred: list[tuple[Sexp, Any, int]]
+    ) -> None:
         if attr.xt not in (XT.LIST_TAG, XT.LIST_NOTAG):
             return
         pairs = attr.value if attr.xt == XT.LIST_TAG else [(v, None) for v in attr.value]
-        attributes = self._pairlist_node([tag for _, tag in pairs], lang=False)
+        attributes = self._build_pairlist(pairs, False, depth, deferred)
         capi.set_attrib(x, attributes)
         rlib.Rf_unprotect(1)
-        self._cells(attributes, [value for value, _ in pairs], work)
         if attr.xt == XT.LIST_TAG and any(
             tag.xt == XT.SYMNAME and tag.value == "class" for _, tag in pairs
         ):
