@@ -63,6 +63,19 @@ SETTINGS: tuple[Setting, ...] = (
         ("disabled", "auth", "any"),
     ),
     Setting(
+        "server.handshake_timeout",
+        10.0,
+        "Seconds a new connection has to send its first complete request (after any login). "
+        "Until then it holds no R shell, only a socket in the server process.",
+    ),
+    Setting(
+        "server.max_pending",
+        256,
+        "Most connections at once that have no R shell yet (greeted, waiting for their first "
+        "request or for a free shell); one address may hold a quarter of them. Beyond, new "
+        "connections are closed at once, with a log line.",
+    ),
+    Setting(
         "server.shutdown_grace",
         30.0,
         "On SIGTERM (or a shutdown command) running requests get this many seconds to "
@@ -131,6 +144,12 @@ SETTINGS: tuple[Setting, ...] = (
         300.0,
         "Seconds a detached session (detachSession, detachedVoidEval) waits to be "
         "re-attached before it ends.",
+    ),
+    Setting(
+        "session.detach_max",
+        2,
+        "Most detached sessions at once. They live outside `pool.max`, so detaching never "
+        "takes shells from new connections; a detach beyond this gets ERR_detach_failed.",
     ),
     Setting("session.fileio", True, "Allow the QAP file commands (openFile ... removeFile)."),
     Setting(

@@ -1,7 +1,8 @@
 """Hostile input at the socket: random and mutated frames against a running server.
 
 Each case is sent on its own connection, which is then half-closed; the server must
-answer with error replies and/or close within a second, stay up, and not grow.
+answer with error replies and/or close within a second, stay up, and not grow. The cases
+include every QAP command code.
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ def cases(seed: int = 1234, count: int = 240) -> list[bytes]:
                 if offset + 4 <= len(data):
                     data[offset : offset + 4] = struct.pack("<I", rng.randrange(2**32))
             out.append(bytes(data))
+    return out + every_command(rng)
+
+
+def every_command(rng: random.Random) -> list[bytes]:
+    """Each QAP command code rexec knows (and codes it does not), with no payload, a
+    string, an int and random bytes: hostile use of every command, detach, shutdown and
+    the control commands among them."""
+    codes = sorted({int(c) for c in Cmd} | {0x00, 0x07, 0x2F, 0x40, 0x4F, 0x60, 0xFF})
+    out = []
+    for code in codes:
+        out += [
+            _frame(code),
+            _frame(code, string_param("Sys.getpid()")),
+            struct.pack("<IIII", code, 8, 0, 0) + struct.pack("<Ii", 3 | 4 << 8, 1),
+            struct.pack("<IIII", code, 24, 0, 0) + rng.randbytes(24),
+        ]
     return out
 
 

@@ -1,17 +1,59 @@
-"""The control channel between the supervisor and one worker: JSON lines over a
-Unix socket pair, plus file descriptors passed alongside (SCM_RIGHTS).
+"""The control channel between the supervisor and one worker: JSON lines over a Unix
+socket pair, plus file descriptors passed alongside (SCM_RIGHTS).
 
-The worker side is blocking (a shell has nothing else to do); the supervisor side
-is asyncio (see :mod:`rexec.compute.supervisor.pool`).
+The worker side is blocking (a shell has nothing else to do); the supervisor side is
+asyncio (see :mod:`rexec.compute.supervisor.pool`).
+
+Workers are hostile. Session R code can write anything to its shell's end of the
+channel, so what a worker may say is a small typed schema (:data:`FROM_SHELL`,
+:data:`FROM_TEMPLATE`): a line longer than :data:`MAX_LINE`, a field of the wrong type,
+an unknown message or descriptors a worker has no business passing are a
+:class:`ChannelViolation`, and the supervisor ends that worker. Every line also carries
+the sender's process id as the kernel saw it (SCM_CREDENTIALS), so a message from a
+process R code started (even one that inherited the socket) is told apart from its shell.
+Descriptors received here are close-on-exec, so no program R code runs inherits them.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
+from dataclasses import dataclass
 from typing import Any
 
-MAX_MESSAGE = 64 * 1024
+#: Longest message line, in either direction (the newline excluded).
+MAX_LINE = 64 * 1024
+#: Longest string field in a message from a worker (control code may be long).
+MAX_TEXT = 60 * 1024
+_MAX_FDS = 4
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+#: What a shell may send: op -> {field: type}. Nothing else is accepted.
+FROM_SHELL: dict[str, dict[str, type]] = {
+    "ready": {"tempdir": str},
+    "login": {"user": str, "password": str},
+    "cancel": {"pid": int},
+    "control": {"kind": str, "text": str},
+    "shutdown": {},
+    "detach": {},
+}
+#: What the template may send.
+FROM_TEMPLATE: dict[str, dict[str, type]] = {
+    "ready": {},
+    "result": {"ok": bool},
+}
+
+
+class ChannelViolation(Exception):
+    """A worker sent something outside the schema: it is not to be trusted any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message: dict[str, Any] | None  # None at end of stream
+    fds: list[int]
+    pid: int  # the sender's pid, from the kernel (0 when unknown)
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -19,8 +61,52 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
+def validate(line: bytes, schema: dict[str, dict[str, type]]) -> dict[str, Any]:
+    """The message in ``line`` if it fits ``schema``; else :class:`ChannelViolation`."""
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ChannelViolation(f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ChannelViolation("not an object")
+    op = message.get("op")
+    fields = schema.get(op) if isinstance(op, str) else None
+    if fields is None:
+        raise ChannelViolation(f"unknown message {op!r}")
+    if set(message) != {"op", *fields}:
+        raise ChannelViolation(f"{op}: fields {sorted(message)}, expected {sorted(fields)}")
+    for name, kind in fields.items():
+        value = message[name]
+        if type(value) is not kind:  # bool is not an int here, nor an int a bool
+            raise ChannelViolation(f"{op}.{name}: {type(value).__name__}, expected {kind}")
+        if kind is str and len(value) > MAX_TEXT:
+            raise ChannelViolation(f"{op}.{name}: {len(value)} characters")
+    return message
+
+
+def passcred(sock: socket.socket) -> None:
+    """Ask the kernel to tell this end who sent each message (SO_PASSCRED)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+
+
+def _recvmsg(sock: socket.socket) -> tuple[bytes, list[int], int]:
+    space = socket.CMSG_SPACE(_MAX_FDS * 4) + socket.CMSG_SPACE(_CRED.size)
+    data, ancillary, _flags, _addr = sock.recvmsg(MAX_LINE, space, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    pid = 0
+    for level, kind, payload in ancillary:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += list(struct.unpack(f"{usable // 4}i", payload[:usable]))
+        elif kind == socket.SCM_CREDENTIALS and len(payload) >= _CRED.size:
+            pid = _CRED.unpack(payload[: _CRED.size])[0]
+    return data, fds, pid
+
+
 class Channel:
-    """Blocking worker end of a control socket."""
+    """Blocking worker end of a control socket (the supervisor is trusted here)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -37,7 +123,7 @@ class Channel:
         """The next message and any descriptors that came with it; (None, []) at EOF."""
         fds: list[int] = []
         while b"\n" not in self._buffer:
-            data, new_fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+            data, new_fds, _pid = _recvmsg(self.sock)
             fds.extend(new_fds)
             if not data:
                 return None, fds
@@ -55,35 +141,37 @@ class Channel:
 
 
 class AsyncChannelReader:
-    """Supervisor end: read JSON-line messages, and any descriptors passed with them,
-    from a non-blocking control socket inside the asyncio loop."""
+    """Supervisor end: read messages from a worker inside the asyncio loop, validated
+    against ``schema``, with the sender's pid. The buffer never grows past one line."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, schema: dict[str, dict[str, type]]) -> None:
         self.sock = sock
+        self.schema = schema
         self.sock.setblocking(False)
+        passcred(sock)
         self._fd = sock.fileno()
         self._buffer = b""
-        self._fds: list[int] = []
+        self._pid = 0
         self._eof = False
         self._waiter: Any = None
 
     def close(self) -> None:
-        """Stop reading: a pending :meth:`receive` returns (None, []) at once."""
+        """Stop reading: a pending :meth:`receive` returns at once, at end of stream."""
         self._eof = True
         self._buffer = b""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def receive(self) -> tuple[dict[str, Any] | None, list[int]]:
-        """The next message with the descriptors received so far; (None, []) at EOF."""
+    async def receive(self) -> Received:
+        """The next valid message; ``message`` None at end of stream. Raises
+        :class:`ChannelViolation` for anything outside the schema."""
         import asyncio
 
         loop = asyncio.get_running_loop()
+        fds: list[int] = []
         while b"\n" not in self._buffer:
-            if self._eof:
-                return None, []
-            if self.sock.fileno() == -1:  # closed on our side
-                return None, []
+            if self._eof or self.sock.fileno() == -1:
+                return Received(None, [], self._pid)
             ready = self._waiter = loop.create_future()
             loop.add_reader(self._fd, _settle, ready)
             try:
@@ -92,20 +180,26 @@ class AsyncChannelReader:
                 loop.remove_reader(self._fd)
                 self._waiter = None
             if self._eof:
-                return None, []
+                return Received(None, [], self._pid)
             try:
-                data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
+                data, new_fds, pid = _recvmsg(self.sock)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
-                data, fds = b"", []
-            self._fds.extend(fds)
+                data, new_fds, pid = b"", [], 0
+            fds += new_fds
+            if pid and self._pid and pid != self._pid and self._buffer:
+                raise ChannelViolation(f"a line begun by pid {self._pid} continued by {pid}")
+            self._pid = pid or self._pid
             if not data:
                 self._eof = True
             self._buffer += data
+            if b"\n" not in self._buffer and len(self._buffer) > MAX_LINE:
+                raise ChannelViolation(f"a line of more than {MAX_LINE} bytes")
         line, _, self._buffer = self._buffer.partition(b"\n")
-        fds, self._fds = self._fds, []
-        return json.loads(line), fds
+        if len(line) > MAX_LINE:
+            raise ChannelViolation(f"a line of {len(line)} bytes")
+        return Received(validate(line, self.schema), fds, self._pid)
 
 
 def _settle(future: Any) -> None:

@@ -9,6 +9,7 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
+from pathlib import Path
 
 from rexec.config import Config
 
@@ -17,9 +18,29 @@ CREATE_ACCOUNT = (
     "useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin rexec"
 )
 
-#: Modules a shell may need after it lost access to the interpreter's files (a Python
-#: under /root, say): imported while still privileged.
-PRELOAD = ("encodings.latin_1", "encodings.utf_8", "encodings.ascii", "encodings.idna")
+#: Modules a worker needs after it lost access to the interpreter's files (a Python
+#: under /root, say): imported while still privileged. Importing runs no R: R itself is
+#: initialised only after the switch.
+PRELOAD = (
+    "encodings.latin_1",
+    "encodings.utf_8",
+    "encodings.ascii",
+    "encodings.idna",
+    "ctypes",
+    "time",
+    "tempfile",
+    "traceback",
+    "linecache",
+    "importlib.readers",
+    "importlib.resources.readers",
+    "rpy2.rinterface",
+    "rpy2.rinterface_lib.callbacks",
+    "rpy2.rinterface_lib.embedded",
+    "rpy2.situation",
+    "rexec.rshell.shell",
+    "rexec.rshell.convert",
+    "rexec.rshell.embedded",
+)
 
 
 class IdentityError(RuntimeError):
@@ -54,16 +75,38 @@ def shell_identity(config: Config) -> Identity | None:
     return Identity(name, account.pw_uid, gid)
 
 
-def become(identity: Identity, own: list[str]) -> None:
-    """Hand ``own`` (this shell's directories) to ``identity`` and switch to it for good."""
+def become(identity: Identity, home: str) -> None:
+    """Switch to ``identity`` for good (real, effective and saved ids, no groups)."""
     import importlib
 
     for module in PRELOAD:
         importlib.import_module(module)
-    for path in own:
-        if path:
-            os.chown(path, identity.uid, identity.gid)
     os.setgroups([])
     os.setgid(identity.gid)
     os.setuid(identity.uid)  # as root this sets the real, effective and saved uid
-    os.environ.update(USER=identity.name, LOGNAME=identity.name, HOME=os.getcwd())
+    if os.getuid() != identity.uid or os.geteuid() != identity.uid:
+        raise IdentityError("could not drop root")
+    os.chdir(home)
+    os.environ.update(USER=identity.name, LOGNAME=identity.name, HOME=home)
+
+
+def shell_root(config: Config) -> Path:
+    """Where shells make their directories (``conn<pid>``, ``tmp<pid>``): a directory of
+    the shell account's own inside ``session.workdir``, so the template, which runs as
+    that account, can make them, while the rest of ``session.workdir`` (the status
+    socket) stays the server's."""
+    return config.workdir / "shells"
+
+
+def prepare_shell_root(config: Config) -> Path:
+    """Make :func:`shell_root` (mode 0700), owned by the shell account."""
+    root = shell_root(config)
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, exist_ok=True)
+    identity = shell_identity(config)
+    if identity is not None:
+        if root.is_symlink():
+            raise IdentityError(f"{root} is a symbolic link")
+        os.chown(root, identity.uid, identity.gid)
+    os.chmod(root, 0o700)
+    return root

@@ -55,13 +55,6 @@ _DIRECT_ASSIGN = 1 << 20
 _SERIALIZED = frozenset({Cmd.SER_EVAL, Cmd.SER_EEVAL, Cmd.SER_ASSIGN})
 
 
-def greeting(config: Config) -> bytes:
-    """The 32-byte ID string this server's sessions start with."""
-    auth = config["auth.required"]
-    tls = bool(config["tls.switch"] and config["tls.cert"])
-    return framing.id_string(auth=auth, plaintext=auth, tls=tls)
-
-
 class Session:
     def __init__(self, sock: socket.socket, shell: RShell, channel: Channel, config: Config):
         self.sock = sock
@@ -76,6 +69,7 @@ class Session:
         self.limits = Limits(config, shell)
         self.log_commands = config["log.commands"]
         self.name = ""  # the session id the server gave this connection
+        self.peer = ""  # the client's address, as the supervisor accepted it
         self.draining = False
         self.outcome = "closed-by-client"
         self.waiting = False
@@ -110,16 +104,13 @@ class Session:
         }
 
     # ------------------------------------------------------------------ the loop
-    def run(self, greeted: bool = False) -> None:
-        """Serve until the client leaves; ``greeted``: the server already sent the ID string."""
+    def run(self) -> None:
+        """Serve until the client leaves (the supervisor greeted it and checked its login)."""
         self.sock.settimeout(None)
         self.limits.apply()
         if self.config["session.oob"]:
             self.shell.set_oob_handler(self._out_of_band)
-        self.tls_switch = bool(self.config["tls.switch"] and self.config["tls.cert"])
         try:
-            if not greeted:
-                self.wire.send([greeting(self.config)])
             while True:
                 self.step()
         except TruncatedHeader:
@@ -216,12 +207,6 @@ class Session:
     # ------------------------------------------------------------------ I/O
     def _send(self, chunks: list[Any]) -> None:
         self.wire.send(chunks)
-
-    def _peer(self) -> str:
-        try:
-            return str(self.sock.getpeername()[0])
-        except (OSError, IndexError, TypeError):  # a TLS relay's socket pair has no address
-            return ""
 
     def _direct_assign(self, length: int) -> bool:
         """setSEXP of one plain numeric vector: receive it into the R vector itself."""
@@ -357,7 +342,6 @@ class Session:
                 "op": "login",
                 "user": user.decode("utf-8", "replace"),
                 "password": password.decode("utf-8", "replace"),
-                "peer": self._peer(),
             }
         )
         if answer.get("ok"):
@@ -369,13 +353,11 @@ class Session:
         return [framing.error(Err.INV_CMD)]
 
     def shutdown(self, payload: memoryview) -> list[Any]:
-        policy = self.config["server.shutdown"]
-        allowed = policy == "any" or (policy == "auth" and self.authenticated)
-        if not allowed:
-            log.warning("shutdown refused (server.shutdown = %s)", policy)
+        """The supervisor decides (``server.shutdown``, and who it saw log in)."""
+        if not self.channel.request({"op": "shutdown"}).get("ok"):
+            log.warning("shutdown refused (server.shutdown = %s)", self.config["server.shutdown"])
             return [framing.error(Err.DISABLED)]
         self._send(framing.ok())
-        self.channel.send({"op": "shutdown", "pid": os.getpid()})
         raise Closed
 
     # ------------------------------------------------------------------ files
@@ -442,7 +424,11 @@ class Session:
 
     # ------------------------------------------------------------------ detaching
     def _detach(self) -> Detached:
-        detached = Detached(self.config["server.host"], self.sock.getpeername()[0])
+        """Ask the supervisor (a detached session counts against ``session.detach_max``,
+        and needs a login when authentication is on), then detach."""
+        if not self.channel.request({"op": "detach"}).get("ok"):
+            raise ProtocolError("no detached session allowed now", Err.DETACH_FAILED)
+        detached = Detached(self.config["server.host"], self.peer)
         chunks, _ = encode_params([int_param(detached.port), bytes_param(detached.key)])
         self._send(framing.ok(chunks))
         self.sock.close()
@@ -469,7 +455,10 @@ class Session:
         code = self._text(params[0].value)
         self.shell.parse(code)  # a parse error is answered before detaching, as in Rserve
         self.shell.release()
-        detached = self._detach()
+        try:
+            detached = self._detach()
+        except ProtocolError as exc:
+            return [framing.error(exc.status)]
         try:
             self.shell.eval_text(code)
             reply = framing.ok()
@@ -479,25 +468,15 @@ class Session:
         return reply
 
     def switch(self, payload: memoryview) -> list[Any]:
-        """CMD_switch "TLS": answer in clear, then continue inside TLS. The server process
-        terminates TLS (it holds the key); this shell keeps speaking plain QAP to it."""
+        """CMD_switch "TLS" is answered by the supervisor, which terminates TLS, before the
+        connection reaches a shell (RSclient switches right after the ID string); here,
+        after other commands, it is refused."""
         params = self._params(payload)
         if not params or params[0].dt != DT.STRING:
             raise ProtocolError("switch needs a protocol name", Err.INV_PAR)
         if bytes(params[0].value) != b"TLS":
             return [framing.error(Err.UNSUPPORTED_CMD)]
-        if not self.tls_switch:
-            return [framing.error(Err.DISABLED)]
-        self._send(framing.ok())
-        self.channel.send({"op": "tls"}, [self.sock.fileno()])
-        answer, fds = self.channel.receive()
-        if not answer or not answer.get("ok") or not fds:
-            raise Closed
-        self.sock.close()
-        self.sock = socket.socket(fileno=fds[0])
-        self.sock.setblocking(True)
-        self.wire.reset(self.sock)
-        return []
+        return [framing.error(Err.DISABLED)]
 
     # ------------------------------------------------------------------ control
     def control(self, payload: memoryview) -> list[Any]:
@@ -507,12 +486,16 @@ class Session:
         if not self.authenticated:
             return [framing.error(Err.ACCESS_DENIED)]
         if self._cmd == Cmd.CTRL_SHUTDOWN:
+            answer = self.channel.request({"op": "control", "kind": "shutdown", "text": ""})
+            if not answer.get("ok"):
+                return [framing.error(Err.ACCESS_DENIED)]
             self._send(framing.ok())
-            self.channel.send({"op": "shutdown", "pid": os.getpid()})
             raise Closed
         text = self._text(self._name(payload)).decode("utf-8", "replace")
         kind = "eval" if self._cmd == Cmd.CTRL_EVAL else "source"
         answer = self.channel.request({"op": "control", "kind": kind, "text": text})
+        if answer.get("denied"):
+            return [framing.error(Err.ACCESS_DENIED)]
         return framing.ok() if answer.get("ok") else [framing.error(Err.R_ERROR)]
 
     def cancel(self, payload: memoryview) -> list[Any]:
@@ -540,11 +523,13 @@ def serve(
     shell.enable_interrupts()
     session = Session(sock, shell, channel, config)
     session.name = str(message.get("session", ""))
+    session.peer = str(message.get("peer", ""))
+    session.authenticated = message.get("user") is not None
     signal.signal(signal.SIGTERM, session.drain)
     started = time.monotonic()
     log.info("session=%s shell=%d event=started", session.name, os.getpid())
     try:
-        session.run(greeted=bool(message.get("greeted")))
+        session.run()
     finally:
         log.info(
             "session=%s shell=%d event=ended outcome=%s duration=%.3fs",

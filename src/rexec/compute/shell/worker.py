@@ -5,6 +5,11 @@ private working directory and R temp directory, says ``ready``, waits for one cl
 socket, serves it with the configured handler and exits. It knows nothing about the
 pool beyond its control channel.
 
+Both roles switch to the shell account before R is initialised, so neither start-up
+code nor session code ever runs as root; both die with their parent (the template with
+the supervisor, a shell with the template), so no shell outlives the server. A forked
+shell keeps only its own channel and the standard streams of the template's descriptors.
+
 Run as ``python -m rexec.compute.shell.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER``.
 """
 
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec.compute.channel import Channel
-from rexec.compute.identity import become, shell_identity
+from rexec.compute.identity import become, shell_identity, shell_root
 from rexec.config import Config
 
 log = logging.getLogger("rexec.worker")
@@ -54,14 +59,19 @@ def _start_r(config: Config) -> Any:
 
 
 def _private_session(config: Config, forked: bool) -> tuple[Path, str]:
-    """A working directory and an R temp dir of this shell's own."""
+    """A working directory and an R temp dir of this shell's own (made anew: whatever
+    stood under this pid's name before is not trusted)."""
     from rexec.rshell import embedded
 
-    root = config.workdir
-    root.mkdir(parents=True, exist_ok=True)
+    root = shell_root(config)
     workdir = root / f"conn{os.getpid()}"
-    workdir.mkdir(mode=0o700, exist_ok=True)
+    for stale in (workdir, root / f"tmp{os.getpid()}"):
+        if stale.is_symlink():
+            stale.unlink()
+        shutil.rmtree(stale, ignore_errors=True)
+    workdir.mkdir(mode=0o700)
     os.chdir(workdir)
+    os.environ["HOME"] = str(workdir)
     inherited = embedded.current_tempdir()
     # Next to the working directory, so the supervisor can sweep both by pid.
     tempdir = embedded.new_tempdir(path=str(root / f"tmp{os.getpid()}"))
@@ -80,17 +90,16 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
     workdir, tempdir = _private_session(config, forked)
     signal.signal(signal.SIGTERM, _exit_cleanly)  # retired before a session: clean up
     try:
-        identity = shell_identity(config)
-        if identity is not None:
-            become(identity, [str(workdir), tempdir])
         if forked:
             shell.reseed()
         warm_up = getattr(handler, "warm_up", None)
         if warm_up is not None:
             warm_up(shell, config)
-        channel.send({"op": "ready", "pid": os.getpid(), "tempdir": tempdir})
+        channel.send({"op": "ready", "tempdir": tempdir})
         message, fds = channel.receive()
         if message is not None and message.get("op") == "serve" and fds:
+            for extra in fds[1:]:
+                os.close(extra)
             client = socket.socket(fileno=fds[0])
             handler(client, shell, channel, config, message)
     except SystemExit:
@@ -112,7 +121,7 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
     """Initialise R once, then fork a shell for every ``fork`` request until EOF."""
     shell = _start_r(config)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
-    channel.send({"op": "ready", "pid": os.getpid()})
+    channel.send({"op": "ready"})
     children: list[int] = []
     while True:
         message, fds = channel.receive()
@@ -130,10 +139,15 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        for extra in fds[1:]:
+            os.close(extra)
         gc.freeze()  # keep the collector off the template's objects: fewer copied pages
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             channel.sock.close()
+            _keep_only([0, 1, 2, fds[0]])
+            die_with_parent(parent)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             serve_one(Channel(socket.socket(fileno=fds[0])), shell, config, handler, forked=True)
         os.close(fds[0])
@@ -176,9 +190,40 @@ def run_spawned(channel: Channel, config: Config, handler: Handler) -> None:
     serve_one(channel, shell, config, handler, forked=False)
 
 
+def die_with_parent(parent: int) -> None:
+    """Be killed when ``parent`` ends (PR_SET_PDEATHSIG; set after any change of user,
+    which clears it), and end now if it already has."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _keep_only(keep: list[int]) -> None:
+    """Close every descriptor but ``keep`` (a forked shell must not hold what the
+    template holds)."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        open_fds = list(range(3, 1024))
+    for fd in open_fds:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def main(argv: list[str]) -> None:
     role, fd, config_json, handler_path = argv
+    os.set_inheritable(int(fd), False)  # no program R code starts may inherit the channel
     config = Config(json.loads(config_json))
+    handler = _load_handler(handler_path)  # imported while the interpreter is readable
+    identity = shell_identity(config)
+    if identity is not None:  # before R starts: start-up code never runs as root
+        become(identity, home=str(shell_root(config)))
+    die_with_parent(os.getppid())
     logging.basicConfig(
         level=config["log.level"].upper(),
         format=f"%(asctime)s %(levelname)s [{role} %(process)d] %(message)s",
@@ -186,7 +231,6 @@ def main(argv: list[str]) -> None:
     logging.getLogger("rpy2").setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     channel = Channel(socket.socket(fileno=int(fd)))
-    handler = _load_handler(handler_path)
     if role == "template":
         run_template(channel, config, handler)
     else:

@@ -6,6 +6,12 @@ process that initialised R and ran the start-up code once (copy-on-write, ~ms pe
 shell); in ``spawn`` mode each is a fresh interpreter that starts R itself (no fork
 needed, as on Windows). Either way a shell serves exactly one connection: the client
 socket itself is passed to it (SCM_RIGHTS), so request bytes never cross this process.
+
+Every worker is hostile once session R code may have run in it. What the pool knows of
+a shell — its pid (from the kernel, not from the shell), its state, the peer and the
+user of its connection — is held here and never taken from a message. A worker that
+says anything outside the channel's schema, or speaks with another process' voice, is
+killed.
 """
 
 from __future__ import annotations
@@ -26,13 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rexec.compute.channel import AsyncChannelReader, encode
+from rexec.compute.channel import (
+    FROM_SHELL,
+    FROM_TEMPLATE,
+    AsyncChannelReader,
+    ChannelViolation,
+    encode,
+)
+from rexec.compute.identity import prepare_shell_root, shell_root
 from rexec.config import Config
 
 log = logging.getLogger("rexec.pool")
 
-#: ``on_message(shell, message, fds)`` answers requests a shell sends (login, shutdown, ...).
-MessageHandler = Callable[["Shell", dict[str, Any], list[int]], Awaitable[dict[str, Any] | None]]
+#: ``on_message(shell, message)`` answers requests a shell sends (login, shutdown, ...),
+#: already checked against the channel's schema; it authorises each from the pool's state.
+MessageHandler = Callable[["Shell", dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass(eq=False)
@@ -45,11 +59,15 @@ class Worker:
     pid: int = 0
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send one small message whole, or raise OSError: the channel is non-blocking,
+        and a worker that lets its end fill up is not waited for."""
         data = encode(message)
-        if fds:
-            socket.send_fds(self.sock, [data], fds)
-        else:
-            self.sock.send(data)
+        try:
+            sent = socket.send_fds(self.sock, [data], fds) if fds else self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent != len(data):
+            raise OSError(f"worker {self.pid} does not read its channel")
 
     def close(self) -> None:
         self.reader.close()
@@ -59,9 +77,11 @@ class Worker:
 
 @dataclass(eq=False)
 class Shell(Worker):
-    state: str = "starting"  # starting -> idle -> busy -> gone
+    state: str = "starting"  # starting -> idle -> busy [-> detached] -> gone
     tempdir: str = ""
     session: str = ""
+    peer: str = ""  # the client's address, as the supervisor accepted it
+    user: str | None = None  # who logged in on this shell's connection (the supervisor checked)
     generation: int = 0
     created: float = field(default_factory=time.monotonic)
 
@@ -76,6 +96,7 @@ class PoolStats:
     recycled: int
     failed: int
     max: int
+    detached: int = 0
 
 
 class Pool:
@@ -103,7 +124,7 @@ class Pool:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start the template (fork mode) and the initial shells; wait until they are ready."""
-        sweep(self.config.workdir)  # left by a server that did not stop cleanly
+        sweep(prepare_shell_root(self.config))  # left by a server that did not stop cleanly
         if self.mode == "fork":
             await self._start_template()
         self.maintain()
@@ -141,7 +162,7 @@ class Pool:
                 await asyncio.wait_for(self.template.process.wait(), 10)
         for task in list(self._tasks):
             task.cancel()
-        sweep(self.config.workdir)
+        sweep(shell_root(self.config))
 
     def stats(self) -> PoolStats:
         busy = sum(1 for s in self.shells if s.state == "busy")
@@ -155,7 +176,11 @@ class Pool:
             self._recycled,
             self._failed,
             self.config["pool.max"],
+            self._detached(),
         )
+
+    def _detached(self) -> int:
+        return sum(1 for s in self.shells if s.state == "detached")
 
     async def reload(self, config: Config) -> None:
         """Take a new configuration without dropping connections: busy shells finish
@@ -198,19 +223,30 @@ class Pool:
         return shell
 
     def busy_shell(self, pid: object) -> Shell | None:
-        """The busy shell with process id ``pid`` (only those may be interrupted)."""
+        """The busy (or detached) shell with process id ``pid``: those may be interrupted."""
         for shell in self.shells:
-            if shell.state == "busy" and shell.pid == pid and pid:
+            if shell.state in ("busy", "detached") and shell.pid == pid and pid:
                 return shell
         return None
 
     def hand_over(
-        self, shell: Shell, client: socket.socket, session: str, *, greeted: bool = False
+        self, shell: Shell, client: socket.socket, session: str, peer: str, user: str | None
     ) -> None:
         """Pass the client socket to the shell; the caller then closes its own copy."""
-        shell.session = session
-        shell.send({"op": "serve", "session": session, "greeted": greeted}, [client.fileno()])
+        shell.session, shell.peer, shell.user = session, peer, user
+        message = {"op": "serve", "session": session, "peer": peer, "user": user}
+        shell.send(message, [client.fileno()])
         self._served += 1
+
+    def detach(self, shell: Shell) -> bool:
+        """Let a busy shell's session outlive its connection. Detached sessions have a
+        small budget of their own (``session.detach_max``) outside ``pool.max``, so
+        detaching never takes shells away from new connections."""
+        if shell.state != "busy" or self._detached() >= self.config["session.detach_max"]:
+            return False
+        shell.state = "detached"
+        self.maintain()
+        return True
 
     def _make_idle(self, shell: Shell) -> None:
         while self.waiters:
@@ -235,7 +271,7 @@ class Pool:
             return
         ready_or_starting = len(self.idle) + sum(1 for s in self.shells if s.state == "starting")
         wanted = max(self.config["pool.initial"], len(self.waiters)) - ready_or_starting
-        room = self.config["pool.max"] - len(self.shells)
+        room = self.config["pool.max"] - (len(self.shells) - self._detached())
         for _ in range(max(0, min(wanted, room))):
             self._spawn_shell()
 
@@ -248,7 +284,8 @@ class Pool:
     def _spawn_shell(self) -> None:
         # The shell is counted as starting at once, so maintain() never over-spawns.
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        shell = Shell(sock=parent, reader=AsyncChannelReader(parent), generation=self.generation)
+        reader = AsyncChannelReader(parent, FROM_SHELL)
+        shell = Shell(sock=parent, reader=reader, generation=self.generation)
         self.shells.add(shell)
         if self.mode == "fork":
             assert self.template is not None
@@ -292,26 +329,47 @@ class Pool:
     async def _run_shell(self, shell: Shell) -> None:
         try:
             await self._listen(shell)
+        except (ChannelViolation, OSError) as exc:
+            log.error(
+                "event=shell-violation shell=%d session=%s reason=%r: killing it",
+                shell.pid,
+                shell.session,
+                str(exc),
+            )
+            if shell.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(shell.pid, signal.SIGKILL)
         finally:
             await self._shell_gone(shell)
 
     async def _listen(self, shell: Shell) -> None:
         while True:
-            message, fds = await shell.reader.receive()
+            received = await shell.reader.receive()
+            for fd in received.fds:  # no message from a shell carries descriptors
+                os.close(fd)
+            message = received.message
             if message is None:
                 return
-            if message.get("op") == "ready":
-                shell.pid = message["pid"]
-                shell.tempdir = message.get("tempdir", "")
+            if received.fds:
+                raise ChannelViolation("a shell passed descriptors")
+            if shell.state == "starting":
+                if message["op"] != "ready" or not received.pid:
+                    raise ChannelViolation(f"{message['op']} before ready")
+                shell.pid = received.pid  # the kernel's word, not the shell's
+                shell.tempdir = message["tempdir"]
                 self._consecutive_failures = 0
                 if self._stopping or shell.generation != self.generation:
                     self._retire(shell)  # started before a server-wide change
                 else:
                     self._make_idle(shell)
-            else:
-                reply = await self.on_message(shell, message, fds)
-                if reply is not None:
-                    shell.send(reply)
+                continue
+            if received.pid != shell.pid:
+                raise ChannelViolation(f"message from pid {received.pid}, not the shell's")
+            if message["op"] == "ready" or shell.state not in ("busy", "detached"):
+                raise ChannelViolation(f"{message['op']} from a shell that is {shell.state}")
+            reply = await self.on_message(shell, message)
+            if reply is not None and shell.state != "gone":
+                shell.send(reply)
 
     async def _shell_gone(self, shell: Shell) -> None:
         was = shell.state
@@ -324,8 +382,11 @@ class Pool:
             await shell.process.wait()
         if shell.pid:
             for name in (f"conn{shell.pid}", f"tmp{shell.pid}"):
-                shutil.rmtree(self.config.workdir / name, ignore_errors=True)
-        if was == "starting":
+                shutil.rmtree(shell_root(self.config) / name, ignore_errors=True)
+        if was == "detached":
+            self._recycled += 1
+            log.debug("detached R shell %d ended", shell.pid)
+        elif was == "starting":
             self._failed += 1
             self._consecutive_failures += 1
             if self._consecutive_failures >= 3:
@@ -372,18 +433,28 @@ class Pool:
             process = await self._exec("template", child)
         finally:
             child.close()
-        self.template = Worker(sock=parent, reader=AsyncChannelReader(parent), process=process)
+        reader = AsyncChannelReader(parent, FROM_TEMPLATE)
+        self.template = Worker(sock=parent, reader=reader, process=process)
         self._template_ready = asyncio.get_running_loop().create_future()
         self._track(self._watch_template(self.template, self._template_ready))
         await asyncio.wait_for(asyncio.shield(self._template_ready), 120)
 
     async def _watch_template(self, template: Worker, ready: asyncio.Future[None]) -> None:
         while True:
-            message, _fds = await template.reader.receive()
+            try:
+                received = await template.reader.receive()
+            except ChannelViolation as exc:
+                log.error("event=template-violation reason=%r: killing it", str(exc))
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(template.pid or template.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                break
+            for fd in received.fds:
+                os.close(fd)
+            message = received.message
             if message is None:
                 break
             if message.get("op") == "ready" and not ready.done():
-                template.pid = message["pid"]
+                template.pid = template.process.pid  # type: ignore[union-attr]
                 ready.set_result(None)
                 log.info("R template %d ready", template.pid)
                 self.maintain()

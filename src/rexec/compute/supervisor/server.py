@@ -1,8 +1,12 @@
 """``rexec serve``: accept QAP1 connections and give each one an R shell from the pool.
 
-This process never touches R and never reads a request: it accepts, takes an idle
-shell (waiting up to ``pool.wait_timeout``), passes the socket to it and goes back to
-accepting. Logins are checked here, so shells never see the users file.
+This process never touches R. It accepts, greets, answers a login (the users file is
+read here only), a switch to TLS or a cancel itself, and waits — holding no shell — until
+the first ordinary request has arrived (:mod:`.admission`); then it takes an idle shell
+(waiting up to ``pool.wait_timeout``) and passes the socket to it. Shells are hostile:
+what they ask of this process (a login later in the session, a cancel, a detach, the
+server-wide control commands, a shutdown) is authorised here from this process' own
+record of each shell's connection (:meth:`ComputeServer._on_message`).
 """
 
 from __future__ import annotations
@@ -14,14 +18,20 @@ import logging
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 from rexec.compute.identity import shell_identity
 from rexec.compute.supervisor import tls
+from rexec.compute.supervisor.admission import PEEK_LIMIT, SMALL_REQUEST, Gone, Pending, TlsPending
 from rexec.compute.supervisor.login import Logins
 from rexec.compute.supervisor.pool import Pool, Shell
 from rexec.compute.supervisor.status import ControlServer
 from rexec.config import Config
+from rexec.protocol import framing
+from rexec.protocol.constants import DT, HEADER_LENGTH, Cmd, Err
+from rexec.protocol.errors import ProtocolError
+from rexec.protocol.params import Param, decode_params
 
 log = logging.getLogger("rexec.compute")
 
@@ -62,6 +72,8 @@ class ComputeServer:
         self._stopped = asyncio.Event()
         self._ids = itertools.count(1)
         self._connections: set[asyncio.Task[Any]] = set()
+        self._pending: dict[str, int] = {}  # connections without a shell, by address
+        self._pending_total = 0
 
     @property
     def port(self) -> int:
@@ -164,112 +176,288 @@ class ComputeServer:
         await self.pool.stop(self.config["server.shutdown_grace"])
         log.info("rexec compute node stopped")
 
-    async def _accept_loop(self, listener: socket.socket, tls: bool) -> None:
+    async def _accept_loop(self, listener: socket.socket, tls_port: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            client, address = await loop.sock_accept(listener)
-            self._track(self._connect(client, address, tls))
+            try:
+                client, address = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, say: do not spin, do not die
+                log.error("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            peer = str(address[0])
+            if self._pending_total >= self.config["server.max_pending"] or self._pending.get(
+                peer, 0
+            ) >= max(1, self.config["server.max_pending"] // 4):
+                log.warning(
+                    "client=%s event=refused reason='too many connections without a shell' "
+                    "pending=%d",
+                    peer,
+                    self._pending_total,
+                )
+                client.close()
+                continue
+            self._track(self._connect(client, address, tls_port))
 
     def _track(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _connect(self, client: socket.socket, address: Any, tls: bool = False) -> None:
+    async def _connect(self, client: socket.socket, address: Any, tls_port: bool) -> None:
         session = f"s{next(self._ids)}"
-        peer = f"{address[0]}:{address[1]}"
+        peer = str(address[0])
+        where = f"{address[0]}:{address[1]}"
+        self._pending[peer] = self._pending.get(peer, 0) + 1
+        self._pending_total += 1
+        conn: Connection = Pending(client, peer)
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if not tls:  # greet at once: the client can send while a shell is handed over
-                client.send(self.logins.greeting()[0])
-            deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
-            while True:
-                remaining = deadline - asyncio.get_running_loop().time()
-                shell = await self.pool.acquire(max(remaining, 0.0))
-                if shell is None or shell.sock.fileno() != -1:
-                    break
-            if shell is None:
-                stats = self.pool.stats()
-                log.warning(
-                    "session=%s client=%s event=refused reason='no R shell free within %.1fs' "
-                    "busy=%d max=%d",
-                    session,
-                    peer,
-                    self.config["pool.wait_timeout"],
-                    stats.busy,
-                    self.config["pool.max"],
-                )
-                return
-            if tls:
+            if tls_port:
                 assert self.tls_context is not None
-                inner, outer = socket.socketpair()
-                self.pool.hand_over(shell, inner, session)
-                inner.close()
-                log.info(
-                    "session=%s client=%s event=accepted tls=yes shell=%d", session, peer, shell.pid
-                )
-                self._track(self._relay(client.dup(), outer))
+                conn = await conn.start_tls(self.tls_context)
+            admitted = await self._admit(conn, session, where)
+            if admitted is None:
                 return
-            self.pool.hand_over(shell, client, session, greeted=True)
-            log.info("session=%s client=%s event=accepted shell=%d", session, peer, shell.pid)
-        except OSError as exc:
-            log.warning("session %s from %s failed: %s", session, peer, exc)
-        finally:
-            client.close()
-
-    async def _relay(self, client: socket.socket, inner: socket.socket) -> None:
-        assert self.tls_context is not None
-        try:
-            await tls.relay(client, inner, self.tls_context)
-        except (OSError, TimeoutError) as exc:
-            log.warning("TLS connection failed: %s", exc)
-        finally:
-            client.close()
-            inner.close()
-
-    async def _on_message(
-        self, shell: Shell, message: dict[str, Any], fds: list[int]
-    ) -> dict[str, Any] | None:
-        op = message.get("op")
-        if op == "tls":  # CMD_switch: the shell hands the client socket over for TLS
-            if not fds or self.tls_context is None:
-                for fd in fds:
-                    os.close(fd)
-                return {"op": "tls", "ok": False}
-            client = socket.socket(fileno=fds[0])
-            inner, outer = socket.socketpair()
-            shell.send({"op": "tls", "ok": True}, [inner.fileno()])
-            inner.close()
-            self._track(self._relay(client, outer))
-            log.info("session %s switched to TLS", shell.session)
-            return None
-        if op == "login":
-            peer = str(message.get("peer", ""))
-            ok = await self.logins.check(
-                str(message.get("user", "")), str(message.get("password")), peer
+            conn, user = admitted
+            shell = await self._shell_for(session, where)
+            if shell is None:
+                return
+            sock = conn.take(self._track)
+            try:
+                self.pool.hand_over(shell, sock, session, peer, user)
+            finally:
+                if conn.is_tls:
+                    sock.close()
+            log.info(
+                "session=%s client=%s event=accepted shell=%d tls=%s user=%s",
+                session,
+                where,
+                shell.pid,
+                "yes" if conn.is_tls else "no",
+                user or "-",
             )
-            log.info("session %s login %r: %s", shell.session, message.get("user"), ok)
+        except Gone as exc:
+            if exc.partial:
+                with contextlib.suppress(Gone):
+                    await conn.send(framing.error(Err.CONN_BROKEN))
+            log.info("session=%s client=%s event=closed reason=%r", session, where, exc.reason)
+        except OSError as exc:
+            log.warning("session=%s client=%s event=failed reason=%r", session, where, str(exc))
+        finally:
+            self._pending[peer] -= 1
+            if not self._pending[peer]:
+                del self._pending[peer]
+            self._pending_total -= 1
+            conn.close()
+
+    async def _admit(
+        self, conn: Connection, session: str, where: str
+    ) -> tuple[Connection, str | None] | None:
+        """Greet, answer what needs no R (login, switch, cancel) and wait for the first
+        ordinary request to arrive whole. The connection (TLS after a switch) and the
+        logged-in user (None: nobody), or None when the connection is over."""
+        greeting, salt = self.logins.greeting()
+        await conn.send(greeting)
+        config = self.config
+        user: str | None = None
+        for _ in range(_ADMISSION_REQUESTS):
+            deadline = time.monotonic() + config["server.handshake_timeout"]
+            header = framing.unpack_header(await conn.buffered(HEADER_LENGTH, deadline))
+            cmd, length = header.cmd, header.length
+            if cmd in (Cmd.LOGIN, Cmd.SWITCH, Cmd.CANCEL) and length <= SMALL_REQUEST:
+                await conn.read(HEADER_LENGTH, deadline)
+                params = _params(await conn.read(length, deadline) if length else b"")
+                if cmd == Cmd.LOGIN:
+                    answer, user, over = await self._login(params, user, conn.peer, salt)
+                    await conn.send(answer)
+                    log.info(
+                        "session=%s client=%s event=login user=%s ok=%s",
+                        session,
+                        where,
+                        user or "-",
+                        user is not None,
+                    )
+                    if over:
+                        return None
+                elif cmd == Cmd.CANCEL:
+                    await conn.send(self._cancel(params, user, session))
+                elif self._may_switch(conn, params):
+                    await conn.send(_OK)
+                    assert self.tls_context is not None
+                    conn = await conn.start_tls(self.tls_context)
+                    log.info("session=%s client=%s event=tls-switch", session, where)
+                else:
+                    await conn.send(framing.error(_switch_error(params, self.tls_switch)))
+                continue
+            if config["auth.required"] and user is None:
+                await conn.send(framing.error(Err.AUTH_FAILED))
+                log.info("session=%s client=%s event=refused reason='no login'", session, where)
+                return None
+            await conn.buffered(HEADER_LENGTH + min(length, PEEK_LIMIT), deadline)
+            return conn, user
+        log.info("session=%s client=%s event=closed reason='too many requests'", session, where)
+        return None
+
+    async def _shell_for(self, session: str, where: str) -> Shell | None:
+        deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            shell = await self.pool.acquire(max(remaining, 0.0))
+            if shell is None or shell.sock.fileno() != -1:
+                break
+        if shell is None:
+            stats = self.pool.stats()
+            log.warning(
+                "session=%s client=%s event=refused reason='no R shell free within %.1fs' "
+                "busy=%d max=%d",
+                session,
+                where,
+                self.config["pool.wait_timeout"],
+                stats.busy,
+                self.config["pool.max"],
+            )
+        return shell
+
+    @property
+    def tls_switch(self) -> bool:
+        return bool(self.config["tls.switch"] and self.tls_context is not None)
+
+    def _may_switch(self, conn: Connection, params: list[Param]) -> bool:
+        return (
+            self.tls_switch
+            and not conn.is_tls
+            and bool(params)
+            and params[0].dt == DT.STRING
+            and bytes(params[0].value) == b"TLS"
+        )
+
+    async def _login(
+        self, params: list[Param], user: str | None, peer: str, salt: str | None
+    ) -> tuple[bytes, str | None, bool]:
+        """A login before the connection has a shell: (reply, user, connection over)."""
+        if not params or params[0].dt != DT.STRING:
+            return framing.error(Err.INV_PAR), user, False
+        if user is not None:  # a second login is an invalid command in Rserve
+            return framing.error(Err.INV_CMD), user, False
+        name, password = _credentials(params[0].value)
+        if await self.logins.check(name, password, peer, salt=salt):
+            return _OK, self._verified(name), False
+        if self.config["auth.required"]:
+            return framing.error(Err.AUTH_FAILED), None, True
+        return framing.error(Err.INV_CMD), None, False
+
+    def _verified(self, name: str) -> str | None:
+        """The user a successful login makes a connection: nobody without a users file
+        (a login then succeeds, as in Rserve, but proves nothing, so it opens none of
+        what needs an authenticated user: shutdown, control, detach with auth on)."""
+        return name if self.logins.users is not None else None
+
+    def _cancel(self, params: list[Param], user: str | None, who: str) -> bytes:
+        if not params or params[0].dt != DT.INT:
+            return framing.error(Err.INV_PAR)
+        return _OK if self._interrupt(params[0].value, user, who) else framing.error(Err.INV_PAR)
+
+    def _interrupt(self, pid: int, user: str | None, who: str) -> bool:
+        """CMD_cancel: SIGINT the busy shell ``pid``. With authentication on, only a
+        session of the same user may be cancelled."""
+        target = self.pool.busy_shell(pid)
+        if target is None:
+            return False
+        if self.config["auth.required"] and (user is None or target.user != user):
+            log.warning("session %s may not cancel session %s", who, target.session)
+            return False
+        os.kill(target.pid, signal.SIGINT)
+        log.info("session %s cancelled the evaluation of session %s", who, target.session)
+        return True
+
+    async def _on_message(self, shell: Shell, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A request from a shell: authorised from what this process knows of the shell
+        (its pid, its connection's peer and logged-in user) and the configuration, never
+        from what the shell says of itself."""
+        op = message["op"]
+        config = self.config
+        if op == "login":
+            if shell.user is not None:
+                return {"op": "login", "ok": False}
+            ok = await self.logins.check(message["user"], message["password"], shell.peer)
+            if ok:
+                shell.user = self._verified(message["user"])
+            log.info("session=%s event=login user=%s ok=%s", shell.session, message["user"], ok)
             return {"op": "login", "ok": ok}
         if op == "cancel":
-            target = self.pool.busy_shell(message.get("pid"))
-            if target is not None:
-                os.kill(target.pid, signal.SIGINT)
-                log.info(
-                    "session %s cancelled the evaluation of session %s",
-                    shell.session,
-                    target.session,
-                )
-            return {"op": "cancel", "ok": target is not None}
-        if op == "control":
-            ok = await self.pool.apply_control(str(message["kind"]), str(message["text"]))
-            log.warning("session %s ran server-wide %s: %s", shell.session, message["kind"], ok)
-            return {"op": "control", "ok": ok}
+            return {
+                "op": "cancel",
+                "ok": self._interrupt(message["pid"], shell.user, shell.session),
+            }
+        if op == "detach":
+            allowed = not config["auth.required"] or shell.user is not None
+            ok = allowed and self.pool.detach(shell)
+            log.info("session=%s event=detach ok=%s", shell.session, ok)
+            return {"op": "detach", "ok": ok}
         if op == "shutdown":
-            log.warning("session %s asked the server to shut down", shell.session)
-            self.stop()
-            return None
-        log.warning("unknown message from shell %d: %r", shell.pid, op)
-        return None
+            policy = config["server.shutdown"]
+            if policy == "any" or (policy == "auth" and shell.user is not None):
+                log.warning(
+                    "session=%s event=shutdown user=%s: asked the server to shut down",
+                    shell.session,
+                    shell.user or "-",
+                )
+                asyncio.get_running_loop().call_later(0.1, self.stop)
+                return {"op": "shutdown", "ok": True}
+            log.warning("session=%s event=shutdown-refused policy=%s", shell.session, policy)
+            return {"op": "shutdown", "ok": False}
+        # control: ctrlEval, ctrlSource, ctrlShutdown
+        if not config["control.enabled"] or shell.user is None:
+            log.warning(
+                "session=%s event=control-refused kind=%s user=%s",
+                shell.session,
+                message["kind"],
+                shell.user or "-",
+            )
+            return {"op": "control", "ok": False, "denied": True}
+        if message["kind"] == "shutdown":
+            log.warning("session=%s event=control-shutdown user=%s", shell.session, shell.user)
+            asyncio.get_running_loop().call_later(0.1, self.stop)
+            return {"op": "control", "ok": True}
+        if message["kind"] not in ("eval", "source"):
+            return {"op": "control", "ok": False, "denied": True}
+        ok = await self.pool.apply_control(message["kind"], message["text"])
+        log.warning(
+            "session=%s event=control kind=%s user=%s ok=%s",
+            shell.session,
+            message["kind"],
+            shell.user,
+            ok,
+        )
+        return {"op": "control", "ok": ok}
+
+
+Connection = Pending | TlsPending
+_ADMISSION_REQUESTS = 16
+_OK = b"".join(bytes(chunk) for chunk in framing.ok())
+
+
+def _params(payload: bytes) -> list[Param]:
+    try:
+        return decode_params(payload)
+    except ProtocolError:
+        return []
+
+
+def _credentials(text: bytes) -> tuple[str, str]:
+    """Rserve's login parameter: ``user\npassword`` (the password ends at \n or \r)."""
+    name, _, rest = bytes(text).split(b"\x00")[0].partition(b"\n")
+    password = rest.split(b"\n")[0].split(b"\r")[0]
+    return name.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+
+
+def _switch_error(params: list[Param], enabled: bool) -> int:
+    if not params or params[0].dt != DT.STRING:
+        return Err.INV_PAR
+    if bytes(params[0].value) != b"TLS":
+        return Err.UNSUPPORTED_CMD
+    return Err.DISABLED
 
 
 def serve(config: Config, reload_config: Any = None) -> None:

@@ -1,8 +1,9 @@
 """TLS for QAP, terminated in the server process so R shells never hold the key.
 
-Both ways in — a dedicated TLS port, and Rserve's in-band CMD_switch "TLS" — end in
-the same place: the encrypted client socket stays here, and the shell talks plain QAP
-over one end of a socket pair while :func:`relay` copies bytes between the two.
+Both ways in — a dedicated TLS port, and Rserve's in-band CMD_switch "TLS" before the
+first command — end in the same place: the encrypted client socket stays here, and the
+shell talks plain QAP over one end of a socket pair while :func:`relay` copies bytes
+between the two.
 """
 
 from __future__ import annotations
@@ -29,18 +30,31 @@ def make_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def relay(client: socket.socket, inner: socket.socket, context: ssl.SSLContext) -> None:
-    """Handshake with ``client`` as the TLS server, then copy bytes both ways until
-    either side closes."""
+async def accept(
+    client: socket.socket, context: ssl.SSLContext
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Handshake with ``client`` as the TLS server; the plain-text streams over it."""
     loop = asyncio.get_running_loop()
     client.setblocking(False)
-    tls_reader = asyncio.StreamReader(limit=_CHUNK)
-    protocol = asyncio.StreamReaderProtocol(tls_reader)
+    reader = asyncio.StreamReader(limit=_CHUNK)
+    protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.connect_accepted_socket(
         lambda: protocol, client, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
     )
-    tls_writer = asyncio.StreamWriter(transport, protocol, tls_reader, loop)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+async def relay(
+    tls_reader: asyncio.StreamReader,
+    tls_writer: asyncio.StreamWriter,
+    inner: socket.socket,
+    prefix: bytes = b"",
+) -> None:
+    """Copy bytes both ways between the TLS streams and ``inner`` (the shell's plain
+    side) until either side closes; ``prefix``: plain bytes already read from TLS."""
     plain_reader, plain_writer = await asyncio.open_unix_connection(sock=inner)
+    if prefix:
+        plain_writer.write(prefix)
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
