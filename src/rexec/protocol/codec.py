@@ -40,6 +40,15 @@ _XT_BY_CODE = {int(x): x for x in XT}
 _ITEM_SIZE = {XT.ARRAY_INT: 4, XT.ARRAY_DOUBLE: 8, XT.ARRAY_CPLX: 16}
 _SEQUENCES = frozenset({XT.VECTOR, XT.VECTOR_EXP, XT.LIST_NOTAG, XT.LANG_NOTAG})
 _PAIRLISTS = frozenset({XT.LIST_TAG, XT.LANG_TAG})
+# Naming an enum member is a class-attribute lookup each time: the hot paths compare with
+# these module-level aliases and sets instead.
+_NULL, _S4, _CLOS, _STR, _RAW = XT.NULL, XT.S4, XT.CLOS, XT.STR, XT.RAW
+_BOOLS, _STRINGS, _UNKNOWN = XT.ARRAY_BOOL, XT.ARRAY_STR, XT.UNKNOWN
+_TEXTS = frozenset({XT.STR, XT.SYMNAME})
+_COUNTED = frozenset({XT.ARRAY_BOOL, XT.RAW})  # a leading int32 count, then bytes
+_NOTAG = frozenset({XT.LIST_NOTAG, XT.LANG_NOTAG})
+_BODYLESS = frozenset({XT.NULL, XT.S4})
+_CONTAINERS = _SEQUENCES | _PAIRLISTS | {XT.CLOS}
 
 
 class Symbol(str):
@@ -204,16 +213,16 @@ def _encode_tree(root: Sexp, out: list[BytesLike], margin: int, pads: list[int])
                 lengths[index] = _encode_leaf(s, out, pads)
             else:
                 work.append((s, index, _DATA))
-                work.append((attr, index, _UNCOUNTED_CHILD if xt == XT.STR else _CHILD))
+                work.append((attr, index, _UNCOUNTED_CHILD if xt == _STR else _CHILD))
             continue
         estimate = 4
         if xt in _SEQUENCES:
             children = value
-            if xt in (XT.LIST_NOTAG, XT.LANG_NOTAG):
+            if xt in _NOTAG:
                 estimate += 8 * len(value)  # Rserve counts each absent tag (R's NULL) as 8
         elif xt in _PAIRLISTS:
             children = [part for item, tag in value for part in (item, tag)]
-        elif xt == XT.CLOS:
+        elif xt == _CLOS:
             formals, body = value
             children = [formals, body]
         else:
@@ -253,15 +262,15 @@ def _leaf_estimate(s: Sexp) -> int:
     xt, value = s.xt, s.value
     if xt in _ITEM_SIZE:
         return byte_view(value).nbytes
-    if xt in (XT.ARRAY_BOOL, XT.RAW):
+    if xt in _COUNTED:
         n = byte_view(value).nbytes
         return 4 + (-(-n // 4) * 4) if n > 1 else 4
-    if xt == XT.ARRAY_STR:
+    if xt == _STRINGS:
         return _strings_estimate(byte_view(value))
-    if xt in (XT.SYMNAME, XT.STR):
+    if xt in _TEXTS:
         text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         return (len(text) + 4) // 4 * 4
-    return 0 if xt == XT.S4 else 4  # NULL and unknown types: one word
+    return 0 if xt == _S4 else 4  # NULL and unknown types: one word
 
 
 def _strings_estimate(body: memoryview) -> int:
@@ -294,7 +303,7 @@ def length_header(code: int, length: int, *, large: bool | None = None) -> bytes
 def _encode_leaf(s: Sexp, out: list[BytesLike], pads: list[int]) -> int:
     """Append the data of an object without children; returns its length."""
     xt, value = s.xt, s.value
-    if xt in (XT.NULL, XT.S4):
+    if xt in _BODYLESS:
         return 0
     if xt in _ITEM_SIZE:
         view = byte_view(value)
@@ -302,22 +311,22 @@ def _encode_leaf(s: Sexp, out: list[BytesLike], pads: list[int]) -> int:
             raise ValueError(f"{XT(xt).name} data of {view.nbytes} bytes is not whole elements")
         out.append(view)
         return view.nbytes
-    if xt == XT.ARRAY_STR:
+    if xt == _STRINGS:
         view = byte_view(value)
         if view.nbytes and view[-1] != 0:
             raise ValueError("ARRAY_STR data must end with a NUL")
         out.append(view)
         return view.nbytes + _pad(out, view.nbytes, b"\x01")
-    if xt in (XT.ARRAY_BOOL, XT.RAW):
+    if xt in _COUNTED:
         view = byte_view(value)
         if view.nbytes > 0x7FFFFFFF:
             raise ValueError(f"{XT(xt).name} of {view.nbytes} elements has no int32 count")
         out.append(_I32.pack(view.nbytes))
         out.append(view)
-        if xt == XT.RAW and view.nbytes % 4:
+        if xt == _RAW and view.nbytes % 4:
             pads.append(len(out))  # Rserve leaves these bytes as its buffer has them
-        return 4 + view.nbytes + _pad(out, view.nbytes, b"\xff" if xt == XT.ARRAY_BOOL else b"\0")
-    if xt in (XT.STR, XT.SYMNAME):
+        return 4 + view.nbytes + _pad(out, view.nbytes, b"\xff" if xt == _BOOLS else b"\0")
+    if xt in _TEXTS:
         text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         text = bytes(text)
         if b"\x00" in text:
@@ -325,7 +334,7 @@ def _encode_leaf(s: Sexp, out: list[BytesLike], pads: list[int]) -> int:
         data = text + b"\x00" * (4 - len(text) % 4)  # at least one NUL, padded to 4
         out.append(data)
         return len(data)
-    if xt == XT.UNKNOWN:
+    if xt == _UNKNOWN:
         out.append(_I32.pack(value))
         return 4
     raise ValueError(f"cannot encode SEXP type {xt!r}")
@@ -373,13 +382,19 @@ def decode_sexp(
     return _decode(view, offset, len(view), max_depth)
 
 
+# What an open object's children are: elements, (value, tag) pairs, or formals and body.
+_ELEMENTS, _PAIRS, _PARTS = 0, 1, 2
+_KIND = {**dict.fromkeys(_SEQUENCES, _ELEMENTS), **dict.fromkeys(_PAIRLISTS, _PAIRS), _CLOS: _PARTS}
+
+
 class _Open:
     """An object being decoded whose attributes or children are still to come."""
 
-    __slots__ = ("attr", "in_attr", "item", "items", "stop", "xt")
+    __slots__ = ("attr", "in_attr", "item", "items", "kind", "stop", "xt")
 
     def __init__(self, xt: XT, stop: int, in_attr: bool, attr: Sexp | None = None) -> None:
         self.xt = xt
+        self.kind = _KIND.get(xt, _ELEMENTS)
         self.stop = stop  # where its body ends (for a NULL: where its parent's does)
         self.in_attr = in_attr  # the next object decoded is its attribute list
         self.attr = attr
@@ -390,10 +405,10 @@ class _Open:
 def _decode(view: memoryview, pos: int, end: int, max_depth: int | None) -> tuple[Sexp, int]:
     """Decode the object at ``pos``, nested objects from an explicit stack of open ones."""
     stack: list[_Open] = []
+    limit = end  # where the innermost open object's body ends
     while True:
         if max_depth is not None and len(stack) > max_depth:
             raise ProtocolError(f"object nesting deeper than {max_depth}")
-        limit = stack[-1].stop if stack else end
         if limit - pos < 4:
             raise ProtocolError("truncated object header")
         (word,) = _U32.unpack_from(view, pos)
@@ -407,33 +422,53 @@ def _decode(view: memoryview, pos: int, end: int, max_depth: int | None) -> tupl
         xt = _XT_BY_CODE.get(code & 0x3F)
         if xt is None:
             raise ProtocolError(f"unknown SEXP type {code & 0x3F}")
-        if xt == XT.NULL:
+        if xt == _NULL:
             # Body-less whatever the length says: pyRserve declares 4 bytes it never sends.
             if code & XT_HAS_ATTR:
                 stack.append(_Open(xt, limit, True))
                 continue
-            done: Sexp | None = Sexp(XT.NULL)
+            done: Sexp | None = Sexp(_NULL)
         else:
             stop = pos + length
             if stop > limit:
                 raise ProtocolError(f"{xt.name} declares {length} bytes, only {limit - pos} remain")
             if code & XT_HAS_ATTR:
                 stack.append(_Open(xt, stop, True))
+                limit = stop
                 continue
-            done, pos = _open(xt, view, pos, stop, None, stack)
+            if xt in _CONTAINERS:
+                done, pos = _open(xt, pos, stop, None, stack)
+                if done is None:
+                    limit = stop
+                    continue
+            else:
+                xt, value = _decode_leaf(xt, view, pos, stop)
+                done, pos = Sexp(xt, value), stop
         # Hand each finished object to the one that contains it, closing those it completes.
-        while done is not None:
+        while True:
             if not stack:
                 return done, pos
             top = stack[-1]
             if top.in_attr:
                 stack.pop()
-                if top.xt == XT.NULL:
-                    done = Sexp(XT.NULL, None, done)
+                if top.xt == _NULL:
+                    done = Sexp(_NULL, None, done)
+                    continue
+                if top.xt in _CONTAINERS:
+                    done, pos = _open(top.xt, pos, top.stop, done, stack)
+                    if done is None:
+                        break
                 else:
-                    done, pos = _open(top.xt, view, pos, top.stop, done, stack)
+                    xt, value = _decode_leaf(top.xt, view, pos, top.stop)
+                    done, pos = Sexp(xt, value, done), top.stop
                 continue
-            if top.xt in _PAIRLISTS:
+            kind = top.kind
+            if kind == _ELEMENTS:
+                top.items.append(done)
+                if pos < top.stop:
+                    break
+                value = top.items
+            elif kind == _PAIRS:
                 if top.item is None:
                     if pos >= top.stop:
                         raise ProtocolError(f"{top.xt.name} element without a tag")
@@ -441,65 +476,62 @@ def _decode(view: memoryview, pos: int, end: int, max_depth: int | None) -> tupl
                     break  # its tag comes next
                 top.items.append((top.item, done))
                 top.item = None
+                if pos < top.stop:
+                    break
+                value = top.items
             else:
                 top.items.append(done)
-            if top.xt == XT.CLOS:
                 if len(top.items) < 2:
                     break
-                value: Any = (top.items[0], top.items[1])
-            elif pos < top.stop:
-                break
-            else:
-                value = top.items
+                value = (top.items[0], top.items[1])
             stack.pop()
             done, pos = Sexp(top.xt, value, top.attr), top.stop
+        limit = stack[-1].stop
 
 
 def _open(
-    xt: XT, view: memoryview, pos: int, stop: int, attr: Sexp | None, stack: list[_Open]
+    xt: XT, pos: int, stop: int, attr: Sexp | None, stack: list[_Open]
 ) -> tuple[Sexp | None, int]:
-    """The body of an object from ``pos`` to ``stop``: a finished object and ``stop``, or
-    (None, pos) with the object pushed on ``stack`` when children are to be decoded."""
-    if xt in _SEQUENCES or xt in _PAIRLISTS or xt == XT.CLOS:
-        if pos >= stop and xt != XT.CLOS:
-            return Sexp(xt, [], attr), stop
-        stack.append(_Open(xt, stop, False, attr))
-        return None, pos
-    xt, value = _decode_leaf(xt, view, pos, stop)
-    return Sexp(xt, value, attr), stop
+    """A container whose body runs from ``pos`` to ``stop``: finished and ``stop`` when it
+    is empty, else (None, pos) with it pushed on ``stack`` for its children."""
+    if pos >= stop and xt != _CLOS:
+        return Sexp(xt, [], attr), stop
+    stack.append(_Open(xt, stop, False, attr))
+    return None, pos
 
 
 def _decode_leaf(xt: XT, view: memoryview, pos: int, stop: int) -> tuple[XT, Any]:
     size = stop - pos
     if xt in (XT.INT, XT.DOUBLE):  # pre-0103 scalars are one-element arrays
         xt = XT.ARRAY_INT if xt == XT.INT else XT.ARRAY_DOUBLE
-    if xt in _ITEM_SIZE:
-        if size % _ITEM_SIZE[xt]:
+    width = _ITEM_SIZE.get(xt)
+    if width is not None:
+        if size % width:
             raise ProtocolError(f"{xt.name} body of {size} bytes is not whole elements")
         return xt, view[pos:stop]
-    if xt == XT.ARRAY_STR:
+    if xt == _STRINGS:
         return xt, view[pos : _last_nul(view, pos, stop)]
-    if xt in (XT.ARRAY_BOOL, XT.RAW):
+    if xt in _COUNTED:
         if size < 4:
             raise ProtocolError(f"{xt.name} body too short for its count")
         (count,) = _U32.unpack_from(view, pos)
         if count > size - 4:
             raise ProtocolError(f"{xt.name} count {count} exceeds its {size - 4} data bytes")
         return xt, view[pos + 4 : pos + 4 + count]
+    if xt in _TEXTS:
+        text = bytes(view[pos:stop])
+        nul = text.find(b"\x00")
+        return xt, (text if nul < 0 else text[:nul]).decode("utf-8", "surrogateescape")
+    if xt == _S4:
+        return xt, None
+    if xt == _UNKNOWN:
+        if size < 4:
+            raise ProtocolError("UNKNOWN body too short")
+        return xt, _I32.unpack_from(view, pos)[0]
     if xt == XT.BOOL:  # pre-0.6-4 logical scalar: one byte in a word
         if size < 1:
             raise ProtocolError("empty BOOL body")
         return XT.ARRAY_BOOL, view[pos : pos + 1]
-    if xt in (XT.STR, XT.SYMNAME):
-        text = bytes(view[pos:stop])
-        nul = text.find(b"\x00")
-        return xt, (text if nul < 0 else text[:nul]).decode("utf-8", "surrogateescape")
-    if xt == XT.S4:
-        return xt, None
-    if xt == XT.UNKNOWN:
-        if size < 4:
-            raise ProtocolError("UNKNOWN body too short")
-        return xt, _I32.unpack_from(view, pos)[0]
     raise ProtocolError(f"unsupported SEXP type {xt.name}")
 
 
