@@ -21,7 +21,7 @@ from rexec.protocol import (
     from_python,
     to_python,
 )
-from rexec.protocol.codec import SendBuffer
+from rexec.protocol.codec import MAX_DEPTH, SendBuffer
 from rexec.protocol.constants import NA_INTEGER, NA_REAL_BYTES
 
 
@@ -148,11 +148,12 @@ def nested(depth: int) -> bytes:
     return data
 
 
-def test_depth_limit_only_when_asked():
+def test_depth_limit():
     assert decode_sexp(nested(256), max_depth=256)[1] == len(nested(256))
     with pytest.raises(ProtocolError):
         decode_sexp(nested(257), max_depth=256)
-    assert decode_sexp(nested(300))[1] == len(nested(300))  # unbounded by default, as Rserve
+    assert decode_sexp(nested(300), max_depth=None)[1] == len(nested(300))
+    assert MAX_DEPTH >= 100_000  # by default far beyond what Rserve itself decodes
 
 
 def test_deep_nesting_decodes_without_recursion():

@@ -367,14 +367,20 @@ def coalesce(chunks: Iterable[BytesLike]) -> list[BytesLike]:
 # --------------------------------------------------------------------------- decoding
 
 
+#: Nesting :func:`decode_sexp` accepts by default: deeper than Rserve's own recursive
+#: decoder survives (its session dies between 40,000 and 50,000 levels), and a bound on
+#: the decoder's memory (about 400 bytes a level) whatever a client sends.
+MAX_DEPTH = 1 << 18
+
+
 def decode_sexp(
-    buf: BytesLike, offset: int = 0, *, max_depth: int | None = None
+    buf: BytesLike, offset: int = 0, *, max_depth: int | None = MAX_DEPTH
 ) -> tuple[Sexp, int]:
     """Decode one object at ``offset``; returns ``(sexp, end_offset)``.
 
     Vector values are memoryview slices of ``buf`` (no copy), so they stay valid only
-    as long as ``buf`` is not modified. The decoder does not recurse, so any nesting
-    depth decodes (as in Rserve); ``max_depth`` bounds it when given.
+    as long as ``buf`` is not modified. The decoder does not recurse, so nesting is
+    limited only by ``max_depth`` (None: no limit).
     """
     view = byte_view(buf)
     if not 0 <= offset <= len(view):
