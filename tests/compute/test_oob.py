@@ -20,25 +20,39 @@ def oob_server(tmp_path_factory):
     server.stop()
 
 
-def test_oob_send_frame_matches_rserve_bytes(oob_server) -> None:
-    with RawClient(oob_server.port) as c:
-        c.send(Cmd.EVAL, string_param('self.oobSend(list("hi", 1L), 7L)'))
-        frame = c.reply()
-        assert frame.header.cmd == 0x00021007  # wire bytes 07 10 02 00, as Rserve
-        assert frame.header.length == 0x18
-        assert to_python(decode_params(frame.payload)[0].value) == [["hi"], [1]]
-        assert c.reply().value() is True  # then the eval's own reply
+def _frame(c: RawClient) -> tuple[bytes, bytes]:
+    """The next message from the server: its 16 header bytes and its payload."""
+    reply = c.reply()
+    return c.last_header, reply.payload
 
 
-def test_oob_message_returns_the_clients_answer(oob_server) -> None:
-    with RawClient(oob_server.port) as c:
-        c.send(Cmd.EVAL, string_param('paste("got", self.oobMessage("q?", 5L))'))
-        frame = c.reply()
-        assert frame.header.cmd == 0x00022005
-        assert to_python(decode_params(frame.payload)[0].value) == ["q?"]
-        chunks, _ = encode_params([sexp_param(from_python("yes"))])
-        c.send_raw(b"".join(bytes(x) for x in message(0x00032000, chunks)))  # RSclient style
-        assert c.reply().value() == "got yes"
+def test_oob_send_frame_matches_rserve_bytes(oob_server, rserve_with_oob) -> None:
+    code = string_param('self.oobSend(list("hi", 1L), 7L)')
+    with RawClient(rserve_with_oob.port) as reference, RawClient(oob_server.port) as c:
+        reference.send(Cmd.EVAL, code)
+        c.send(Cmd.EVAL, code)
+        frame = _frame(c)
+        assert frame == _frame(reference)  # header and payload, byte for byte
+        assert to_python(decode_params(frame[1])[0].value) == [["hi"], [1]]
+        assert _frame(c) == _frame(reference)  # then the eval's own reply
+        assert c.eval("1L").value() == 1
+
+
+def test_oob_message_returns_the_clients_answer(oob_server, rserve_with_oob) -> None:
+    code = string_param('paste("got", self.oobMessage("q?", 5L))')
+    chunks, _ = encode_params([sexp_param(from_python("yes"))])
+    answer = b"".join(bytes(x) for x in message(0x00032000, chunks))  # RSclient style
+    with RawClient(rserve_with_oob.port) as reference, RawClient(oob_server.port) as c:
+        reference.send(Cmd.EVAL, code)
+        c.send(Cmd.EVAL, code)
+        frame = _frame(c)
+        assert frame == _frame(reference)
+        assert to_python(decode_params(frame[1])[0].value) == ["q?"]
+        reference.send_raw(answer)
+        c.send_raw(answer)
+        final = _frame(c)
+        assert final == _frame(reference)
+        assert to_python(decode_params(final[1])[0].value) == ["got yes"]
 
 
 def test_pyrserve_oob_callback(oob_server) -> None:
@@ -57,10 +71,12 @@ def test_pyrserve_oob_callback(oob_server) -> None:
     assert seen == [("ask", 3), (42, 1)]
 
 
-def test_oob_is_an_r_error_when_disabled(rexec_server) -> None:
-    with RawClient(rexec_server.port) as c:
-        assert c.eval("self.oobSend(1)").status == 127
-        assert "OOB command is disallowed" in c.eval("geterrmessage()").value()
+def test_oob_is_an_r_error_when_disabled(rexec_server, rserve) -> None:
+    with RawClient(rserve.port) as reference, RawClient(rexec_server.port) as c:
+        for code in ("self.oobSend(1)", "geterrmessage()"):
+            expected, got = reference.eval(code), c.eval(code)
+            assert (got.header.cmd, got.payload) == (expected.header.cmd, expected.payload)
+        assert got.status == 0 and "OOB command is disallowed" in got.value()
 
 
 RSCLIENT_OOB = r"""

@@ -54,6 +54,14 @@ class Pending:
     async def buffered(self, n: int, deadline: float) -> bytes:
         """Wait until ``n`` bytes are buffered and return them, unconsumed."""
         sock = self.sock
+        try:
+            data = sock.recv(n, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError as exc:
+            raise Gone(f"connection error: {exc}") from None
+        if data is not None and len(data) >= n:  # the usual case: it is all in already
+            return data
         loop = asyncio.get_running_loop()
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
