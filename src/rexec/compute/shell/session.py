@@ -491,7 +491,7 @@ class Session:
                 return [framing.error(Err.ACCESS_DENIED)]
             self._send(framing.ok())
             raise Closed
-        text = self._text(self._name(payload)).decode("utf-8", "replace")
+        text = bytes(self._name(payload)).decode(self.wire_encoding, "replace")
         kind = "eval" if self._cmd == Cmd.CTRL_EVAL else "source"
         answer = self.channel.request({"op": "control", "kind": kind, "text": text})
         if answer.get("denied"):
