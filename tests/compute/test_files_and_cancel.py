@@ -6,45 +6,34 @@ import threading
 import time
 
 from rexec.protocol import Cmd, Err, bytes_param, int_param, string_param
+from tests.compute.test_server import Twin
 from tests.conftest import Server
 from tests.qap import RawClient
 
 
-def test_file_round_trip_inside_the_session_directory(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
-        c.send(Cmd.CREATE_FILE, string_param("data.bin"))
-        assert c.reply().ok
-        c.send(Cmd.WRITE_FILE, bytes_param(b"\x00\x01abc"))
-        assert c.reply().ok
-        c.send(Cmd.CLOSE_FILE)
-        assert c.reply().ok
-        assert c.eval("readBin('data.bin', 'raw', 10)").value() == b"\x00\x01abc"
-        c.send(Cmd.OPEN_FILE, string_param("data.bin"))
-        assert c.reply().ok
-        c.send(Cmd.READ_FILE, int_param(3))
-        assert c.reply().payload == b"\x00\x01a"
-        c.send(Cmd.READ_FILE)
-        assert c.reply().payload == b"bc"
-        c.send(Cmd.READ_FILE)
-        reply = c.reply()
-        assert reply.ok and reply.payload == b""  # end of file
-        c.send(Cmd.REMOVE_FILE, string_param("data.bin"))
-        assert c.reply().ok
-        assert c.eval("file.exists('data.bin')").value() is False
+def test_file_round_trip_inside_the_session_directory(rexec_server: Server, rserve: Server) -> None:
+    with Twin(rserve.port, rexec_server.port) as twin:
+        assert twin.same(Cmd.CREATE_FILE, string_param("data.bin")).ok
+        assert twin.same(Cmd.WRITE_FILE, bytes_param(b"\x00\x01abc")).ok
+        assert twin.same(Cmd.CLOSE_FILE).ok
+        assert twin.eval("readBin('data.bin', 'raw', 10)").value() == b"\x00\x01abc"
+        assert twin.same(Cmd.OPEN_FILE, string_param("data.bin")).ok
+        assert twin.same(Cmd.READ_FILE, int_param(3)).payload == b"\x00\x01a"
+        assert twin.same(Cmd.READ_FILE).payload == b"bc"
+        end = twin.same(Cmd.READ_FILE)
+        assert end.ok and end.payload == b""  # end of file
+        assert twin.same(Cmd.REMOVE_FILE, string_param("data.bin")).ok
+        assert twin.eval("file.exists('data.bin')").value() is False
 
 
-def test_file_errors_match_rserve_statuses(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
-        c.send(Cmd.READ_FILE)
-        assert c.reply().status == Err.NOT_OPEN
-        c.send(Cmd.WRITE_FILE, bytes_param(b"x"))
-        assert c.reply().status == Err.NOT_OPEN
-        c.send(Cmd.OPEN_FILE, string_param("missing.txt"))
-        assert c.reply().status == Err.IO_ERROR
-        c.send(Cmd.REMOVE_FILE, string_param("missing.txt"))
-        assert c.reply().status == Err.IO_ERROR
-        c.send(Cmd.OPEN_FILE)
-        assert c.reply().status == Err.INV_PAR
+def test_file_errors_match_rserve_statuses(rexec_server: Server, rserve: Server) -> None:
+    with Twin(rserve.port, rexec_server.port) as twin:
+        assert not twin.same(Cmd.READ_FILE).ok  # nothing open
+        assert not twin.same(Cmd.WRITE_FILE, bytes_param(b"x")).ok
+        assert not twin.same(Cmd.OPEN_FILE, string_param("missing.txt")).ok
+        assert not twin.same(Cmd.REMOVE_FILE, string_param("missing.txt")).ok
+        assert not twin.same(Cmd.OPEN_FILE).ok
+        assert twin.eval("1L").value() == 1
 
 
 def test_paths_leaving_the_session_directory_are_refused(rexec_server: Server) -> None:
