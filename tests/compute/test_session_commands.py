@@ -6,8 +6,10 @@ import socket
 import time
 
 from rexec.protocol import Cmd, Err, decode_params, string_param, unpack_header
+from rexec.protocol.constants import DT
+from tests.compute.test_server import Twin
 from tests.conftest import Server
-from tests.qap import RawClient
+from tests.qap import RawClient, Reply
 
 
 def _reattach(port: int, key: bytes) -> socket.socket:
@@ -35,51 +37,78 @@ def _as_client(sock: socket.socket) -> RawClient:
     return client
 
 
-def test_set_encoding_latin1_round_trip(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
-        c.send(Cmd.SET_ENCODING, string_param("latin1"))
-        assert c.reply().ok
-        c.send(Cmd.EVAL, string_param("'caf\u00e9'".encode("latin-1")))
-        reply = c.reply()
+def test_set_encoding_latin1_round_trip(rexec_server: Server, rserve: Server) -> None:
+    with Twin(rserve.port, rexec_server.port) as twin:
+        assert twin.same(Cmd.SET_ENCODING, string_param("latin1")).ok
+        reply = twin.same(Cmd.EVAL, string_param("'caf\u00e9'".encode("latin-1")))
         assert bytes(decode_params(reply.payload)[0].value.value) == b"caf\xe9\x00"
-        c.send(
-            Cmd.VOID_EVAL, string_param("x <- 'na\u00efve'".encode("latin-1"))
-        )  # latin-1 bytes in
-        assert c.reply().ok
-        c.send(Cmd.SET_ENCODING, string_param("utf8"))
-        assert c.reply().ok
-        assert c.eval("x").value() == "na\u00efve"
-        c.send(Cmd.SET_ENCODING, string_param("klingon"))
-        assert c.reply().status == Err.INV_PAR
+        latin1_in = string_param("x <- 'na\u00efve'".encode("latin-1"))
+        assert twin.same(Cmd.VOID_EVAL, latin1_in).ok
+        assert twin.same(Cmd.SET_ENCODING, string_param("utf8")).ok
+        assert twin.eval("x").value() == "na\u00efve"
+        assert not twin.same(Cmd.SET_ENCODING, string_param("klingon")).ok
 
 
-def test_detach_and_reattach_keeps_the_session(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
+def _reply(reply: Reply) -> tuple[str, list[tuple[str, int | None]]]:
+    """A detach reply without what differs by design (port number, key bytes): its
+    command, and each parameter's type and (for byte strings) size."""
+    params = decode_params(reply.payload) if reply.payload else []
+    return hex(reply.header.cmd), [
+        (p.dt.name, None if p.dt == DT.INT else len(bytes(p.value))) for p in params
+    ]
+
+
+def _detach_and_reattach(port: int) -> list[object]:
+    """What a client sees when it detaches a session and comes back: first with a
+    wrong key, then with the right one."""
+    seen: list[object] = []
+    with RawClient(port) as c:
         c.eval("kept <- 'state'")
         c.send(Cmd.DETACH_SESSION)
         reply = c.reply()
-        assert reply.ok
-        port, key = (p.value for p in decode_params(reply.payload))
-        assert len(bytes(key)) == 32
-        assert c.closed_by_server()
-    wrong = _reattach(port, b"x" * 32)  # a wrong key is refused; the session keeps waiting
-    assert wrong.recv(1) == b""
+        seen.append(_reply(reply))
+        again_port, key = (p.value for p in decode_params(reply.payload))
+        seen.append(("closed", c.closed_by_server()))
+    wrong = _reattach(again_port, b"x" * 32)  # refused; the session keeps waiting
+    seen.append(("wrong key", wrong.recv(1)))
     wrong.close()
-    with _as_client(_reattach(port, bytes(key))) as again:
-        assert again.reply().ok
-        assert again.eval("kept").value() == "state"
+    with _as_client(_reattach(again_port, bytes(key))) as again:
+        first = again.reply()
+        seen.append(("re-attached", hex(first.header.cmd), first.payload))
+        seen.append(("kept", again.eval("kept").value()))
+    return seen
 
 
-def test_detached_void_eval_reports_its_status_on_reattach(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
+def test_detach_and_reattach_keeps_the_session(rexec_server: Server, rserve: Server) -> None:
+    seen = _detach_and_reattach(rexec_server.port)
+    assert seen == _detach_and_reattach(rserve.port)
+    assert seen[0] == ("0x10001", [("INT", None), ("BYTESTREAM", 32)])  # port and key
+    assert seen[-1] == ("kept", "state")
+
+
+def _detached_void_eval(port: int) -> list[object]:
+    seen: list[object] = []
+    with RawClient(port) as c:
         c.send(Cmd.DETACHED_VOID_EVAL, string_param("1+"))
-        assert c.reply().status == 2  # parse errors are answered before detaching
+        reply = c.reply()  # parse errors are answered before detaching
+        seen.append((hex(reply.header.cmd), reply.payload))
         c.send(Cmd.DETACHED_VOID_EVAL, string_param("Sys.sleep(0.3); result <- 6 * 7"))
         reply = c.reply()
-        port, key = (p.value for p in decode_params(reply.payload))
-    with _as_client(_reattach(port, bytes(key))) as again:
-        assert again.reply().ok
-        assert again.eval("result").value() == 42.0
+        seen.append(_reply(reply))
+        again_port, key = (p.value for p in decode_params(reply.payload))
+    with _as_client(_reattach(again_port, bytes(key))) as again:
+        first = again.reply()
+        seen.append(("re-attached", hex(first.header.cmd), first.payload))
+        seen.append(("result", again.eval("result").value()))
+    return seen
+
+
+def test_detached_void_eval_reports_its_status_on_reattach(
+    rexec_server: Server, rserve: Server
+) -> None:
+    seen = _detached_void_eval(rexec_server.port)
+    assert seen == _detached_void_eval(rserve.port)
+    assert seen[-1] == ("result", 42.0)
 
 
 def test_unclaimed_detached_session_is_reclaimed(rexec_factory) -> None:
@@ -97,10 +126,11 @@ def test_unclaimed_detached_session_is_reclaimed(rexec_factory) -> None:
     assert "not re-attached" in server.log_text()
 
 
-def test_control_commands_are_disabled_by_default(rexec_server: Server) -> None:
-    with RawClient(rexec_server.port) as c:
-        c.send(Cmd.CTRL_EVAL, string_param("x <- 1"))
-        assert c.reply().status == Err.UNSUPPORTED_CMD
+def test_control_commands_are_disabled_by_default(rexec_server: Server, rserve: Server) -> None:
+    with Twin(rserve.port, rexec_server.port) as twin:  # Rserve 1.8 has none
+        for cmd in (Cmd.CTRL_EVAL, Cmd.CTRL_SOURCE):
+            assert not twin.same(cmd, string_param("x <- 1")).ok
+        assert twin.eval("exists('x')").value() is False
 
 
 def test_control_eval_needs_an_authenticated_user_and_reaches_new_sessions(
