@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import report, workloads
 from bench.qap import Client
-from bench.servers import Server, start_rexec, start_rserve, wait_for_idle_shells
+from bench.servers import Server, rexec_settings, start_rexec, start_rserve, wait_for_idle_shells
 from bench.workloads import Samples, Sizes
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -110,14 +110,37 @@ def run(
         "rounds": rounds,
         "sizes": dataclasses.asdict(sizes),
         "seconds": round(time.monotonic() - started, 1),
+        "rexec_settings": {
+            "all rows but memory": rexec_settings(POOL, 64),
+            "memory": rexec_settings(POOL, POOL),
+        },
         "results": results,
     }
     report.write_json(out / "latest.json", document)
     report.write_chart(out / "latest.png", results, _title(document))
     (out / "latest.md").write_text(
-        _title(document) + "\n\n" + report.markdown_table(results) + "\n"
+        _title(document)
+        + "\n\n"
+        + report.markdown_table(results)
+        + "\n\n"
+        + settings_note(document)
+        + "\n"
     )
     return document
+
+
+def settings_note(document: dict[str, Any]) -> str:
+    """What rexec ran with, for beside the table: the defaults users get but the pool."""
+    rows = document["rexec_settings"]
+
+    def pool(settings: dict[str, int]) -> str:
+        return ", ".join(f"`{key} = {value}`" for key, value in settings.items())
+
+    return (
+        'rexec ran with the settings users get by default (`log.level = "info"` included)'
+        f" except {pool(rows['all rows but memory'])} (Rserve forks a child per connection"
+        f" without a limit); the memory row's instance had {pool(rows['memory'])}."
+    )
 
 
 def _title(document: dict[str, Any]) -> str:
@@ -140,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds = args.rounds or (1 if args.tiny else 2 if args.quick else 5)
     document = run(sizes, rounds, args.out, rsclient=not args.no_rsclient)
     report.print_table(document["results"], _title(document))
+    print(settings_note(document))
     print(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.png'}, {args.out / 'latest.md'}")
 
 

@@ -145,15 +145,26 @@ def start_rserve(directory: Path, extra: str = "") -> Server:
     return server
 
 
+def rexec_settings(initial: int = 8, maximum: int = 64) -> dict[str, int]:
+    """The settings the bench's rexec runs with beyond the defaults users get (besides
+    its port and working directory); everything else, ``log.level`` (``info``) included,
+    is the default. The pool is larger than the default (2 ready, 8 at most): Rserve
+    forks a child for every connection with no limit, so the 50 concurrent connections
+    must not queue for shells, and the 8-connection rows find their shells started."""
+    return {"pool.initial": initial, "pool.max": maximum}
+
+
 def start_rexec(directory: Path, initial: int = 8, maximum: int = 64) -> Server:
     """``rexec serve`` (fork pool) on a free loopback port, waiting until it answers."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)  # R shells may run as the unprivileged `rexec` account
     port = free_port()
     config = directory / "rexec.toml"
+    pool = rexec_settings(initial, maximum)
     config.write_text(
-        f"[server]\nport = {port}\n\n[pool]\ninitial = {initial}\nmax = {maximum}\n\n"
-        f'[session]\nworkdir = "{directory / "work"}"\n\n[log]\nlevel = "warning"\n'
+        f"[server]\nport = {port}\n\n"
+        f"[pool]\ninitial = {pool['pool.initial']}\nmax = {pool['pool.max']}\n\n"
+        f'[session]\nworkdir = "{directory / "work"}"\n'
     )
     server = launch("rexec", port, rexec_serve(config), directory / "rexec.log")
     _wait(server)
