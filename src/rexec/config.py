@@ -101,6 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Allow R shells to run as root (`--allow-root`). Never needed in production.",
     ),
+    Setting(
+        "shell.threads",
+        0,
+        "BLAS (OpenBLAS) and OpenMP threads of each R shell, set in every shell through the "
+        "libraries' own calls and in `OPENBLAS_NUM_THREADS` / `OMP_NUM_THREADS`. 0: the "
+        "cores divided by `pool.max`, at least 1 (a full pool uses each core once). Start-up "
+        "code runs before, with all cores (see docs/performance.md).",
+    ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
     Setting(
@@ -122,16 +130,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "auth.required",
         False,
-        "Require a QAP login (plaintext, checked against `auth.users_file`) before any command.",
+        "Require a QAP login, checked against `auth.users_file`, before any command.",
     ),
     Setting(
-        "auth.users_file", "", "Users file (`rexec users add`); passwords stored as argon2 hashes."
+        "auth.users_file",
+        "",
+        "Users file: `rexec users add` stores argon2 hashes; an Rserve password file "
+        "(`pwdfile`) works too, its entries need `auth.plaintext`.",
     ),
     Setting(
         "auth.plaintext",
         False,
-        "Accept users-file entries with the password in clear (`user password`, as in "
-        "Rserve's password files). Off: such entries are refused and logged.",
+        "Rserve's `plaintext enable`: accept users-file passwords stored as Rserve stores "
+        "them (in clear, `$md5`, `$sha1`), sent in clear or crypt()ed with the "
+        "connection's salt (the ID string then offers `ARuc` and `ARpt`, as Rserve). Off: "
+        "such entries are refused and logged.",
     ),
     Setting(
         "session.workdir",
