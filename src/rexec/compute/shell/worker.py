@@ -90,6 +90,9 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
     workdir, tempdir = _private_session(config, forked)
     signal.signal(signal.SIGTERM, _exit_cleanly)  # retired before a session: clean up
     try:
+        from rexec.rshell import blas
+
+        blas.configure_shell(config)  # shell.threads, in the BLAS R has already loaded
         if forked:
             shell.reseed()
         warm_up = getattr(handler, "warm_up", None)
