@@ -71,6 +71,7 @@ def run(
     """Run the whole benchmark; writes ``latest.json``/``latest.png`` to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rexec-bench-"))
+    scratch.chmod(0o755)  # the shells' account must reach session.workdir below it
     started = time.monotonic()
     jobs: list[tuple[str, Callable[[int], Samples]]] = [
         ("connect_first", lambda port: workloads.connect_first(port, sizes)),
