@@ -4,10 +4,11 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless postgresql
+DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless postgresql \
+                   libopenblas0-pthread
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint setup deps account venv bench soak clean
+.PHONY: run test lint setup deps blas account venv bench soak clean
 
 run: setup
 	$(VENV)/bin/rexec up
@@ -19,7 +20,7 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-setup: deps account venv
+setup: deps blas account venv
 
 # The unprivileged account R shells run as when rexec starts as root (shell.user).
 account:
@@ -38,6 +39,24 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# R's BLAS and LAPACK: OpenBLAS (pthread build) through Debian's alternatives. Installing
+# libopenblas0-pthread switches them in auto mode; this also undoes a manual choice of
+# another BLAS (back to auto mode when OpenBLAS is the best, else --set), then checks
+# that R itself reports OpenBLAS (shell.threads relies on it).
+blas: deps
+	@arch=$$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch); \
+	for lib in libblas.so.3 liblapack.so.3; do \
+	  want=/usr/lib/$$arch/openblas-pthread/$$lib; \
+	  query=$$(update-alternatives --query $$lib-$$arch 2>/dev/null); \
+	  now=$$(sed -n 's/^Value: //p' <<<"$$query"); best=$$(sed -n 's/^Best: //p' <<<"$$query"); \
+	  if [ "$$now" != "$$want" ]; then \
+	    echo "$$lib: $$want (was: $${now:-none})"; \
+	    if [ "$$best" = "$$want" ]; then $(SUDO) update-alternatives --auto $$lib-$$arch; \
+	    else $(SUDO) update-alternatives --set $$lib-$$arch $$want; fi || exit 1; \
+	  fi; \
+	done; \
+	Rscript --vanilla -e 'b <- c(extSoftVersion()[["BLAS"]], La_library()); if (!all(grepl("openblas", b))) stop("R does not use OpenBLAS: ", paste(b, collapse = ", "))'
 
 venv: $(VENV)/.installed
 
