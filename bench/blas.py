@@ -5,11 +5,12 @@ Two questions, on OpenBLAS (R's BLAS after ``make setup``):
 1. One ``crossprod`` of an N-by-N matrix (2000 by default), with 1 thread and with all
    cores: in a rexec shell (``shell.threads`` = 1, = cores) and in a plain ``Rscript``
    on the same BLAS (``OPENBLAS_NUM_THREADS`` = 1, = cores). Timed inside R
-   (``system.time``, after one warm-up call), so both sides measure the same thing.
+   (``system.time``, after one warm-up call; a run is the median of 5 calls), so both
+   sides measure the same thing.
 2. 8 such requests at once on 8 connections (``pool.max`` = 8), with each shell at
    all cores (what a shell would inherit without the setting: OpenBLAS's own default
    in the template), at the default (cores ÷ ``pool.max``, at least 1) and at 1 thread.
-   Timed by the client: from a barrier to the last reply.
+   Each request runs 5 crossprods; timed by the client, from a barrier to the last reply.
 
 Every measurement is repeated (3 runs, interleaved across configurations); the table
 shows the median and the spread (min-max) and ratios of medians, since absolute times
@@ -46,14 +47,18 @@ from rexec.rshell.blas import cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POOL = 8
+REPEATS = 5  # crossprods per measurement: one alone takes about a tenth of a second
 
 
 def _make(n: int, seed: int = 1) -> str:
     return f"set.seed({seed}); m <- matrix(runif({n} * {n}), {n}); invisible(crossprod(m))"
 
 
-#: One timed crossprod and the count the session sees: "seconds threads".
-TIMED = 'paste(system.time(crossprod(m))[["elapsed"]], Sys.getenv("OPENBLAS_NUM_THREADS", "unset"))'
+#: The median of REPEATS timed crossprods and the count the session sees: "seconds threads".
+TIMED = (
+    f'paste(median(replicate({REPEATS}, system.time(crossprod(m))[["elapsed"]])), '
+    'Sys.getenv("OPENBLAS_NUM_THREADS", "unset"))'
+)
 
 
 def _value(client: Client, code: str) -> object:
@@ -84,7 +89,7 @@ def start(directory: Path, threads: int | None) -> Server:
 
 
 def in_rexec(server: Server, n: int) -> tuple[float, str]:
-    """One crossprod in a fresh session (a new shell): seconds, threads it saw."""
+    """Crossprods in a fresh session (a new shell): median seconds, threads it saw."""
     with Client(server.port) as client:
         client.void(_make(n))
         seconds, threads = str(_value(client, TIMED)).split()
@@ -106,8 +111,8 @@ def in_rscript(threads: int, n: int) -> tuple[float, str]:
 
 
 def concurrent(server: Server, n: int, connections: int = POOL) -> tuple[float, float, str]:
-    """``connections`` crossprods at once: seconds until the last reply, the median
-    request's seconds, and the thread count the sessions saw."""
+    """``connections`` requests of REPEATS crossprods at once: seconds until the last
+    reply, the median request's seconds, and the thread count the sessions saw."""
     clients = [Client(server.port) for _ in range(connections)]
     try:
         for i, client in enumerate(clients):  # data and a warm-up, before the barrier
@@ -118,7 +123,7 @@ def concurrent(server: Server, n: int, connections: int = POOL) -> tuple[float, 
 
         def one(i: int) -> None:
             barrier.wait()
-            clients[i].void("invisible(crossprod(m))")
+            clients[i].void(f"for (i in seq_len({REPEATS})) crossprod(m)")
             done[i] = time.perf_counter()
 
         workers = [threading.Thread(target=one, args=(i,)) for i in range(connections)]
@@ -190,7 +195,8 @@ def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
         f"Measured {now}: `nproc` = {os.cpu_count()} ({every} usable), {host['cpu']}, "
         f"{host['r']}, BLAS `{blas}`; {runs} run(s), median (min-max); N = {n}.",
         "",
-        f"| one `crossprod` of {n}x{n}, seconds | threads | rexec shell | Rscript "
+        f"| one `crossprod` of {n}x{n}, seconds (median of {REPEATS}) | threads "
+        "| rexec shell | Rscript "
         "| rexec/Rscript |",
         "|---|--:|--:|--:|--:|",
     ]
@@ -207,7 +213,8 @@ def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
     )
     lines += [
         "",
-        f"| {POOL} concurrent `crossprod`s, `pool.max` = {POOL} | threads per shell "
+        f"| {POOL} concurrent requests of {REPEATS} `crossprod`s, `pool.max` = {POOL} "
+        "| threads per shell "
         "| all done, s | median request, s | all done vs 1 thread |",
         "|---|--:|--:|--:|--:|",
     ]
