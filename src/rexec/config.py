@@ -107,7 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
         "BLAS (OpenBLAS) and OpenMP threads of each R shell, set in every shell through the "
         "libraries' own calls and in `OPENBLAS_NUM_THREADS` / `OMP_NUM_THREADS`. 0: the "
         "cores divided by `pool.max`, at least 1 (a full pool uses each core once). Start-up "
-        "code runs before, with all cores (see docs/performance.md).",
+        "code runs before, with OpenBLAS's default: all cores, unless `rexec serve`'s "
+        "environment sets `OPENBLAS_NUM_THREADS` (docs/performance.md).",
     ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
