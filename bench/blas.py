@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +49,8 @@ from rexec.rshell.blas import cores
 RESULTS = Path(__file__).resolve().parent / "results"
 POOL = 8
 REPEATS = 5  # crossprods per measurement: one alone takes about a tenth of a second
+SIZE = 2000  # matrix order N
+RUNS = 3  # repetitions of every measurement
 
 
 def _make(n: int, seed: int = 1) -> str:
@@ -149,9 +152,33 @@ def _ratio(a: list[float], b: list[float]) -> str:
     return f"{statistics.median(a) / statistics.median(b):.2f}x"
 
 
-def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
-    """Measure; return the Markdown report."""
+@dataclass
+class Measurement:
+    """What :func:`measure` found: seconds per run, keyed as the tables are.
+
+    ``single``: ``"rexec 1"``, ``"Rscript 1"``, ``"rexec all"``, ``"Rscript all"`` (the
+    median of REPEATS crossprods, one per run); ``many`` and ``many_p50``: ``"all"``,
+    ``"default"``, ``"1"`` (the POOL concurrent requests: all done, median request);
+    ``seen``: the thread counts each configuration's sessions reported.
+    """
+
+    n: int
+    runs: int
+    cores: int
+    single: dict[str, list[float]] = field(default_factory=dict)
+    many: dict[str, list[float]] = field(default_factory=dict)
+    many_p50: dict[str, list[float]] = field(default_factory=dict)
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def threads_of(self, key: str) -> str:
+        return ",".join(sorted(self.seen[key]))
+
+
+def measure(n: int, runs: int, log: Callable[[str], None] = print) -> Measurement:
+    """Start the three rexec instances (``shell.threads`` 1, all cores, default), run
+    every measurement ``runs`` times, interleaved, and stop them."""
     every = cores()
+    found = Measurement(n, runs, every)
     scratch = Path(tempfile.mkdtemp(prefix="rexec-bench-blas-"))
     scratch.chmod(0o755)
     servers: dict[str, Server] = {}
@@ -159,10 +186,6 @@ def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
         servers["1"] = start(scratch / "one", 1)
         servers["all"] = start(scratch / "all", every)
         servers["default"] = start(scratch / "default", None)
-        single: dict[str, list[float]] = {}
-        seen: dict[str, set[str]] = {}
-        many: dict[str, list[float]] = {}
-        many_p50: dict[str, list[float]] = {}
         for r in range(runs):
             log(f"run {r + 1}/{runs}")
             for label, threads in (("1", 1), ("all", every)):
@@ -171,21 +194,25 @@ def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
                         seconds, threads_seen = in_rexec(servers[label], n)
                     else:
                         seconds, threads_seen = in_rscript(threads, n)
-                    single.setdefault(f"{where} {label}", []).append(seconds)
-                    seen.setdefault(f"{where} {label}", set()).add(threads_seen)
+                    found.single.setdefault(f"{where} {label}", []).append(seconds)
+                    found.seen.setdefault(f"{where} {label}", set()).add(threads_seen)
             for label in ("all", "default", "1"):
                 last, p50, threads_seen = concurrent(servers[label], n)
-                many.setdefault(label, []).append(last)
-                many_p50.setdefault(label, []).append(p50)
-                seen.setdefault(f"many {label}", set()).add(threads_seen)
+                found.many.setdefault(label, []).append(last)
+                found.many_p50.setdefault(label, []).append(p50)
+                found.seen.setdefault(f"many {label}", set()).add(threads_seen)
     finally:
         for server in servers.values():
             server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+    return found
 
-    def threads_of(key: str) -> str:
-        return ",".join(sorted(seen[key]))
 
+def markdown(found: Measurement) -> str:
+    """The Markdown report of a :class:`Measurement` (``bench/results/blas.md``)."""
+    n, runs, every = found.n, found.runs, found.cores
+    single, many, many_p50 = found.single, found.many, found.many_p50
+    threads_of = found.threads_of
     host = report.machine()
     blas = subprocess.run(
         ["Rscript", "--vanilla", "-e", "cat(La_library())"], capture_output=True, text=True
@@ -230,10 +257,15 @@ def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run(n: int, runs: int, log: Callable[[str], None] = print) -> str:
+    """Measure; return the Markdown report."""
+    return markdown(measure(n, runs, log))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.blas", description=__doc__)
-    parser.add_argument("--size", type=int, default=2000, help="matrix order N (2000)")
-    parser.add_argument("--runs", type=int, default=3, help="repetitions (3)")
+    parser.add_argument("--size", type=int, default=SIZE, help=f"matrix order N ({SIZE})")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"repetitions ({RUNS})")
     parser.add_argument("--out", type=Path, default=RESULTS / "blas.md")
     args = parser.parse_args(argv)
     text = run(args.size, args.runs)
