@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,10 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # R's own clean-up waits for children
             return
         if message.get("op") == "exit":  # replaced on reload: its shells serve on
+            # They die with this process (PR_SET_PDEATHSIG): outlive the last of them.
+            channel.sock.close()
+            while any(_running(p) for p in children):
+                time.sleep(0.2)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             return
         if message.get("op") == "eval":  # server-wide code (ctrlEval / ctrlSource)
@@ -178,7 +183,6 @@ def _running(pid: int) -> bool:
 
 def _stop_children(children: list[int], grace: float = 5.0) -> None:
     """SIGTERM the shells this template forked (they remove their directories) and wait."""
-    import time
 
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
