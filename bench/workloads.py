@@ -7,11 +7,14 @@ across servers and aggregates the samples.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,9 @@ class Sizes:
     concurrent: int = 50
     rsclient_evals: int = 2000
     rsclient_bulk: int = 3
+    client_connects: int = 200  # connect per request through pyRserve and RSclient
+    blas_n: int = 2000  # bench.blas's matrix order; 0 skips the BLAS rows
+    blas_runs: int = 3  # bench.blas's repetitions
 
 
 FULL = Sizes()
@@ -51,6 +57,9 @@ QUICK = Sizes(
     concurrent=20,
     rsclient_evals=300,
     rsclient_bulk=1,
+    client_connects=40,
+    blas_n=0,  # the BLAS rows take minutes: full runs only
+    blas_runs=0,
 )
 TINY = Sizes(
     connects=2,
@@ -64,6 +73,9 @@ TINY = Sizes(
     concurrent=3,
     rsclient_evals=10,
     rsclient_bulk=1,
+    client_connects=3,
+    blas_n=500,  # the smallest order whose crossprod system.time() does not round to 0
+    blas_runs=1,
 )
 
 ONE = eval_request("1")
@@ -234,6 +246,100 @@ def bulk(port: int, sizes: Sizes) -> Samples:
     return samples
 
 
+#: The two forms of making strings in the request itself: ``{n}`` is the count.
+STRING_FORMS = {"paste0": "paste0('str', 1:{n})", "sprintf": "sprintf('s%07d', 1:{n})"}
+
+
+def _timed_call(client: Client, request: bytes) -> tuple[float, Any]:
+    """Seconds from sending ``request`` to having decoded the reply's parameter list."""
+    started = time.perf_counter()
+    value = decode_params(client.call(request))[0].value
+    return time.perf_counter() - started, value
+
+
+def strings_made(port: int, sizes: Sizes) -> Samples:
+    """Make and fetch ``sizes.strings`` strings in one eval, in both :data:`STRING_FORMS`,
+    and the same expression evaluated only (``{x <- ...; 1L}``, a one-integer reply),
+    alternately, ``bulk_repeats`` times each. One untimed eval-only call per form comes
+    first, so every timed call finds the previous ``x`` (the same strings) alive."""
+    n = sizes.strings
+    samples: Samples = {}
+    with Client(port) as client:
+        for name, form in STRING_FORMS.items():
+            code = form.format(n=n)
+            fetch, only = eval_request(code), eval_request(f"{{x <- {code}; 1L}}")
+            client.call(only)
+            for _ in range(sizes.bulk_repeats):
+                seconds, value = _timed_call(client, fetch)
+                if bytes(value.value).count(0) != n:
+                    raise QapError(f"{code} did not return {n} strings")
+                samples.setdefault(f"strings_{name}", []).append(seconds)
+                seconds, value = _timed_call(client, only)
+                if np.frombuffer(value.value, "<i4").tolist() != [1]:
+                    raise QapError(f"{{x <- {code}; 1L}} did not answer 1L")
+                samples.setdefault(f"strings_{name}_eval", []).append(seconds)
+    return samples
+
+
+# --------------------------------------------------------------------------- pyRserve
+
+
+class _TimeWithoutSleep:
+    """Stands in for the ``time`` module inside ``pyRserve.rconn``: ``sleep`` does nothing,
+    everything else is the real module's."""
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def pyrserve_without_connect_sleep() -> Iterator[None]:
+    """``pyRserve``'s ``RConnector.connect`` sleeps 0.2 s between the TCP connect and
+    reading the ID string (``time.sleep(0.2)`` in ``pyRserve/rconn.py``). Within this
+    block the module's ``time`` reference is :class:`_TimeWithoutSleep`, so timings of
+    ``pyRserve.connect`` are the server's; nothing outside ``pyRserve.rconn`` changes,
+    and the installed package is not edited."""
+    from pyRserve import rconn
+
+    if "time" not in rconn.RConnector.connect.__code__.co_names or rconn.time is not time:
+        raise RuntimeError("pyRserve's connect() no longer sleeps through rconn.time")
+    rconn.time = _TimeWithoutSleep()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        rconn.time = time
+
+
+def pyrserve_connections(port: int, sizes: Sizes) -> Samples:
+    """``client_connects`` sequential ``pyRserve.connect(port=...)``, ``eval('1+1')``,
+    ``close()``, each timed whole (connect's 0.2 s sleep patched out)."""
+    import pyRserve
+    from pyRserve.rexceptions import PyRserveError
+
+    times: list[float] = []
+    failures = 0
+    with pyrserve_without_connect_sleep():
+        for _ in range(sizes.client_connects):
+            started = time.perf_counter()
+            try:
+                conn = pyRserve.connect(port=port)
+                try:
+                    value = conn.eval("1+1")
+                finally:
+                    conn.close()
+            except (OSError, AssertionError, PyRserveError):
+                failures += 1
+                continue
+            times.append(time.perf_counter() - started)
+            if np.asarray(value).ravel().tolist() != [2.0]:
+                raise QapError(f"pyRserve: 1+1 answered {value!r}")
+    return {"pyrserve_connect": times, "pyrserve_connect_failures": [float(failures)]}
+
+
 # --------------------------------------------------------------------------- RSclient
 
 _RSCLIENT = r"""
@@ -296,3 +402,47 @@ def rsclient(port: int, sizes: Sizes, script_dir: Path) -> Samples:
     if missing:
         raise RuntimeError(f"RSclient script printed no {sorted(missing)}:\n{out.stdout}")
     return samples
+
+
+_RSCLIENT_CONNECT = r"""
+args <- commandArgs(TRUE)
+port <- as.integer(args[1]); n <- as.integer(args[2])
+suppressMessages(library(RSclient))
+lat <- numeric(0); failures <- 0
+for (i in seq_len(n)) {
+  t0 <- Sys.time()
+  ok <- tryCatch({
+    c <- RS.connect(port = port); r <- RS.eval(c, 1+1); RS.close(c); identical(r, 2)
+  }, error = function(e) FALSE)
+  t <- as.numeric(Sys.time() - t0, units = "secs")
+  if (ok) lat <- c(lat, t) else failures <- failures + 1
+}
+cat("connect", lat, "\n")
+cat("failures", failures, "\n")
+"""
+
+
+def rsclient_connections(port: int, sizes: Sizes, script_dir: Path) -> Samples:
+    """``client_connects`` sequential ``RS.connect``, ``RS.eval(c, 1+1)``, ``RS.close``
+    from one ``Rscript``, each iteration timed inside R."""
+    script = script_dir / "rsclient_connect.R"
+    if not script.exists():
+        script.write_text(_RSCLIENT_CONNECT)
+    out = subprocess.run(
+        ["Rscript", "--vanilla", str(script), str(port), str(sizes.client_connects)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"RSclient connect script failed:\n{out.stderr}")
+    printed = {}
+    for line in out.stdout.splitlines():
+        name, *values = line.split() or [""]
+        printed[name] = [float(v) for v in values]
+    if "connect" not in printed or "failures" not in printed:
+        raise RuntimeError(f"RSclient connect script printed:\n{out.stdout}")
+    return {
+        "rsclient_connect": printed["connect"],
+        "rsclient_connect_failures": printed["failures"],
+    }
