@@ -21,6 +21,8 @@ class Row:
     ``stat`` is ``p50``/``p99`` (of all samples pooled), ``median``, ``sum`` or ``max``.
     ``better`` says which direction wins; ``goal`` bounds ``rexec / Rserve`` (``<=`` when
     lower is better, ``>=`` when higher is better); ``zero`` rows need rexec's value to be 0.
+    ``peer`` is what rexec is compared with: the samples' key (``Rserve``, or for the
+    BLAS rows ``Rscript`` or ``shell.threads = 1``); its value goes in the Rserve column.
     """
 
     label: str
@@ -30,6 +32,7 @@ class Row:
     better: str = "lower"
     goal: float | None = None
     zero: bool = False
+    peer: str = "Rserve"
 
 
 ROWS = (
@@ -54,6 +57,58 @@ ROWS = (
     Row("RSclient fetch doubles (QAP)", "rsclient_fetch_qap", "median", "MB/s", "higher", 0.9),
     Row("RSclient fetch doubles (serEval)", "rsclient_fetch_ser", "median", "MB/s", "higher", 0.9),
     Row("RSclient RS.assign doubles", "rsclient_assign", "median", "MB/s", "higher", 0.9),
+    Row("connect per request, pyRserve ({client_connects}), p50", "pyrserve_connect", "p50", "ms"),
+    Row("connect per request, pyRserve ({client_connects}), p99", "pyrserve_connect", "p99", "ms"),
+    Row(
+        "connect per request, pyRserve: failures", "pyrserve_connect_failures", "sum", "", zero=True
+    ),
+    Row("connect per request, RSclient ({client_connects}), p50", "rsclient_connect", "p50", "ms"),
+    Row("connect per request, RSclient ({client_connects}), p99", "rsclient_connect", "p99", "ms"),
+    Row(
+        "connect per request, RSclient: failures", "rsclient_connect_failures", "sum", "", zero=True
+    ),
+    Row("fetch paste0('str', 1:n), n = {strings}", "strings_paste0", "median", "ms"),
+    Row(
+        "eval only: {{x <- paste0('str', 1:n); 1L}}",
+        "strings_paste0_eval",
+        "median",
+        "ms",
+    ),
+    Row("fetch sprintf('s%07d', 1:n), n = {strings}", "strings_sprintf", "median", "ms"),
+    Row(
+        "eval only: {{x <- sprintf('s%07d', 1:n); 1L}}",
+        "strings_sprintf_eval",
+        "median",
+        "ms",
+    ),
+    Row(
+        "crossprod {blas_n}x{blas_n}, 1 thread, vs Rscript",
+        "blas_1",
+        "median",
+        "ms",
+        peer="Rscript",
+    ),
+    Row(
+        "crossprod {blas_n}x{blas_n}, all cores, vs Rscript",
+        "blas_all",
+        "median",
+        "ms",
+        peer="Rscript",
+    ),
+    Row(
+        "8 concurrent crossprod requests, default vs 1 thread",
+        "blas_many",
+        "median",
+        "ms",
+        peer="shell.threads = 1",
+    ),
+    Row(
+        "8 concurrent crossprod requests, all cores vs 1 thread",
+        "blas_many_all",
+        "median",
+        "ms",
+        peer="shell.threads = 1",
+    ),
 )
 
 _SCALE = {"ms": 1e3, "MB/s": 1e-6, "1/s": 1.0, "MiB": 1 / 1024, "": 1.0}
@@ -91,7 +146,7 @@ def evaluate(
     results = []
     for row in ROWS:
         a = samples["rexec"].get(row.metric)
-        b = samples["Rserve"].get(row.metric)
+        b = samples.get(row.peer, {}).get(row.metric)
         if a is None or b is None:
             continue
         scale = _SCALE[row.unit]
@@ -113,13 +168,14 @@ def evaluate(
                 "stat": row.stat,
                 "unit": row.unit,
                 "better": row.better,
+                "peer": row.peer,
                 "rexec": rexec,
                 "rserve": rserve,
                 "ratio": ratio,
                 "goal": goal,
                 "goal_value": row.goal,
                 "ok": ok,
-                "samples": {"rexec": len(a), "Rserve": len(b)},
+                "samples": {"rexec": len(a), row.peer: len(b)},
             }
         )
     return results
@@ -179,7 +235,7 @@ def print_table(results: list[dict[str, Any]], header: str) -> None:
         ("workload", "left"),
         ("unit", "left"),
         ("rexec", "right"),
-        ("Rserve", "right"),
+        ("Rserve or peer", "right"),
         ("ratio", "right"),
         ("goal", "left"),
         ("", "center"),
@@ -197,12 +253,12 @@ def print_table(results: list[dict[str, Any]], header: str) -> None:
             r["goal"],
             f"[{style}]{mark}[/]" if style else mark,
         )
-    Console(width=max(Console().width, 110)).print(table)
+    Console(width=max(Console().width, 130)).print(table)
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| workload | unit | rexec | Rserve | rexec/Rserve | goal | |",
+        "| workload | unit | rexec | Rserve or peer | ratio | goal | |",
         "|---|---|--:|--:|--:|---|:-:|",
     ]
     for r in results:
@@ -231,10 +287,11 @@ def write_chart(path: Path, results: list[dict[str, Any]], title: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [
-        ("lower", "time or memory: rexec / Rserve (lower is better)"),
+        ("lower", "time or memory: rexec / Rserve or peer (lower is better)"),
         ("higher", "rate: rexec / Rserve (higher is better)"),
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5))
+    counts = [sum(1 for r in results if r["better"] == better) for better, _ in panels]
+    fig, axes = plt.subplots(1, 2, figsize=(14, max(6.5, 1.5 + 0.26 * max(counts))))
     for ax, (better, xlabel) in zip(axes, panels, strict=True):
         rows = [
             r
