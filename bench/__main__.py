@@ -3,12 +3,17 @@
 Both servers run for the whole benchmark. Each round runs every workload against
 both, alternating which goes first (AB, then BA), so drift on a shared machine hits
 both alike. Statistics pool the samples of all rounds.
+
+Full runs end with the BLAS rows, ``bench.blas``'s measurement (its own three rexec
+instances, after the two servers above have stopped); their peers are not Rserve but
+plain ``Rscript`` and rexec with ``shell.threads = 1`` (the table's second column).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import shutil
 import tempfile
 import time
@@ -17,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, workloads
+from bench import blas, report, workloads
 from bench.qap import Client
 from bench.servers import Server, rexec_settings, start_rexec, start_rserve, wait_for_idle_shells
 from bench.workloads import Samples, Sizes
@@ -60,15 +65,34 @@ def memory(rserve: Server, directory: Path, rounds: int) -> dict[str, list[float
     return samples
 
 
+def blas_samples(found: blas.Measurement) -> dict[str, dict[str, list[float]]]:
+    """bench.blas's measurement as the table's samples: rexec's side, and the peers
+    ``Rscript`` (one crossprod) and ``shell.threads = 1`` (8 concurrent requests)."""
+    return {
+        "rexec": {
+            "blas_1": found.single["rexec 1"],
+            "blas_all": found.single["rexec all"],
+            "blas_many": found.many["default"],
+            "blas_many_all": found.many["all"],
+        },
+        "Rscript": {"blas_1": found.single["Rscript 1"], "blas_all": found.single["Rscript all"]},
+        "shell.threads = 1": {"blas_many": found.many["1"], "blas_many_all": found.many["1"]},
+    }
+
+
 def run(
     sizes: Sizes,
     rounds: int,
     out: Path,
     *,
     rsclient: bool = True,
+    blas_rows: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole benchmark; writes ``latest.json``/``latest.png`` to ``out``."""
+    """Run the whole benchmark; writes ``latest.json``/``latest.png`` to ``out``.
+
+    The BLAS rows (``bench.blas.measure``, after the other rows, with their own rexec
+    instances) run only if ``blas_rows`` and ``sizes.blas_n`` (0 in ``QUICK``)."""
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rexec-bench-"))
     scratch.chmod(0o755)  # the shells' account must reach session.workdir below it
@@ -79,11 +103,19 @@ def run(
         ("throughput_2", lambda port: workloads.throughput_2(port, sizes)),
         ("throughput_8", lambda port: workloads.throughput_8(port, sizes)),
         ("bulk", lambda port: workloads.bulk(port, sizes)),
+        ("strings_made", lambda port: workloads.strings_made(port, sizes)),
         ("sequential", lambda port: workloads.sequential_connections(port, sizes)),
         ("concurrent", lambda port: workloads.concurrent_connections(port, sizes)),
     ]
+    if importlib.util.find_spec("pyRserve") is not None:
+        jobs.append(("pyrserve_connect", lambda port: workloads.pyrserve_connections(port, sizes)))
     if rsclient and shutil.which("Rscript"):
         jobs.append(("rsclient", lambda port: workloads.rsclient(port, sizes, scratch)))
+        jobs.append(
+            ("rsclient_connect", lambda port: workloads.rsclient_connections(port, sizes, scratch))
+        )
+    # rexec's samples and each peer's: Rserve, and for the BLAS rows Rscript and rexec
+    # with shell.threads = 1
     samples: dict[str, dict[str, list[float]]] = {"rexec": {}, "Rserve": {}}
     rserve = start_rserve(scratch / "rserve")
     rexec = start_rexec(scratch / "rexec", initial=POOL, maximum=64)
@@ -104,6 +136,25 @@ def run(
         rexec.stop()
         rserve.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+    settings = {
+        "all rows but memory and BLAS": rexec_settings(POOL, 64),
+        "memory": rexec_settings(POOL, POOL),
+    }
+    blas_run: dict[str, Any] | None = None
+    if blas_rows and sizes.blas_n > 0 and sizes.blas_runs > 0:
+        found = blas.measure(sizes.blas_n, sizes.blas_runs, log=lambda line: log(f"BLAS {line}"))
+        for side, metrics in blas_samples(found).items():
+            samples.setdefault(side, {}).update(metrics)
+        settings["BLAS"] = {"pool.initial": blas.POOL, "pool.max": blas.POOL}
+        blas_run = {
+            "n": found.n,
+            "runs": found.runs,
+            "crossprods per measurement": blas.REPEATS,
+            "cores": found.cores,
+            "shell.threads": {"1": 1, "all cores": found.cores, "default": 0},
+            "threads seen": {key: sorted(seen) for key, seen in found.seen.items()},
+        }
+        log(f"BLAS rows done ({time.monotonic() - started:.0f} s)")
     results = report.evaluate(samples, dataclasses.asdict(sizes))
     document = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -111,10 +162,8 @@ def run(
         "rounds": rounds,
         "sizes": dataclasses.asdict(sizes),
         "seconds": round(time.monotonic() - started, 1),
-        "rexec_settings": {
-            "all rows but memory": rexec_settings(POOL, 64),
-            "memory": rexec_settings(POOL, POOL),
-        },
+        "rexec_settings": settings,
+        "blas": blas_run,
         "results": results,
     }
     report.write_json(out / "latest.json", document)
@@ -137,11 +186,19 @@ def settings_note(document: dict[str, Any]) -> str:
     def pool(settings: dict[str, int]) -> str:
         return ", ".join(f"`{key} = {value}`" for key, value in settings.items())
 
-    return (
+    note = (
         'rexec ran with the settings users get by default (`log.level = "info"` included)'
-        f" except {pool(rows['all rows but memory'])} (Rserve forks a child per connection"
-        f" without a limit); the memory row's instance had {pool(rows['memory'])}."
+        f" except {pool(rows['all rows but memory and BLAS'])} (Rserve forks a child per"
+        f" connection without a limit); the memory row's instance had {pool(rows['memory'])}."
     )
+    if "BLAS" in rows:
+        note += (
+            f" The BLAS rows' three instances had {pool(rows['BLAS'])} and `shell.threads`"
+            f" = 1, = all cores ({document['blas']['cores']}) or the default (0: cores ÷"
+            " `pool.max`, at least 1); their peers are plain `Rscript` on the same BLAS"
+            " (`OPENBLAS_NUM_THREADS` = 1 or all cores) and the `shell.threads = 1` instance."
+        )
+    return note
 
 
 def _title(document: dict[str, Any]) -> str:
@@ -158,11 +215,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--no-rsclient", action="store_true", help="skip the RSclient rows")
+    parser.add_argument("--no-blas", action="store_true", help="skip the BLAS rows (full runs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     args = parser.parse_args(argv)
     sizes = workloads.TINY if args.tiny else workloads.QUICK if args.quick else workloads.FULL
     rounds = args.rounds or (1 if args.tiny else 2 if args.quick else 5)
-    document = run(sizes, rounds, args.out, rsclient=not args.no_rsclient)
+    document = run(
+        sizes, rounds, args.out, rsclient=not args.no_rsclient, blas_rows=not args.no_blas
+    )
     report.print_table(document["results"], _title(document))
     print(settings_note(document))
     print(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.png'}, {args.out / 'latest.md'}")
