@@ -43,6 +43,7 @@ from rexec.protocol.params import (
     int_param,
     plain_vector_assignment,
     sexp_param,
+    string_param,
 )
 from rexec.protocol.sexp import Sexp
 from rexec.rshell.shell import RError, RShell
@@ -102,6 +103,11 @@ class Session:
             Cmd.CTRL_SOURCE: self.control,
             Cmd.CTRL_SHUTDOWN: self.control,
         }
+
+    def attach(self, sock: socket.socket) -> None:
+        """Serve ``sock`` (a session may be built before its connection arrives)."""
+        self.sock = sock
+        self.wire.reset(sock)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -516,12 +522,17 @@ def _outcome(reply: list[Any]) -> str:
     return "ok" if word == framing.RESP_OK else f"error 0x{error_status(word):x}"
 
 
+#: The session a shell prepared before it said ready (see :func:`warm_up`).
+_prepared: list[Session] = []
+
+
 def serve(
     sock: socket.socket, shell: RShell, channel: Channel, config: Config, message: dict[str, Any]
 ) -> None:
     """Worker handler: serve one client connection until it closes."""
     shell.enable_interrupts()
-    session = Session(sock, shell, channel, config)
+    session = _prepared.pop() if _prepared else Session(sock, shell, channel, config)
+    session.attach(sock)
     session.name = str(message.get("session", ""))
     session.peer = str(message.get("peer", ""))
     session.authenticated = message.get("user") is not None
@@ -540,12 +551,37 @@ def serve(
         )
 
 
-def warm_up(shell: RShell, config: Config) -> None:
-    """Run the eval path once before the shell is offered, so the first real request does
-    not pay for cold code (and, in a forked shell, for copying the pages it touches)."""
-    value = shell.to_sexp(shell.eval_text(b"1"))
-    encode_sexp(value, margin=REPLY_MARGIN)
-    shell.release()
+def warm_up(shell: RShell, config: Config, channel: Channel | None = None) -> None:
+    """Before the shell is offered: serve one eval request end to end over a socket pair
+    (with no limits armed), format a log line, and build the session the connection will
+    use — so the first real request pays neither for cold code nor, in a forked shell, for
+    copying the pages that code touches."""
+    quiet = Config(
+        {
+            **config.to_dict(),
+            "limits.idle_timeout": 0,
+            "limits.eval_timeout": 0,
+            "log.commands": False,
+        }
+    )
+    ours, theirs = socket.socketpair()
+    try:
+        rehearsal = Session(ours, shell, None, quiet)  # type: ignore[arg-type]
+        rehearsal.authenticated = True  # a rehearsal, not a client: no login to check
+        theirs.sendall(b"".join(bytes(c) for c in framing.request(Cmd.EVAL, [_ONE])))
+        rehearsal.step()
+        theirs.recv(1 << 16)
+    finally:
+        ours.close()
+        theirs.close()
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "warm %s", ("up",), None)
+    for handler in logging.getLogger().handlers:
+        handler.format(record)
+    if channel is not None:
+        _prepared.append(Session(None, shell, channel, config))  # type: ignore[arg-type]
+
+
+_ONE = string_param("1")
 
 
 serve.warm_up = warm_up  # type: ignore[attr-defined]

@@ -37,7 +37,7 @@ from rexec.config import Config
 log = logging.getLogger("rexec.worker")
 
 #: ``handler(client, shell, channel, config, message)`` serves one connection; ``message``
-#: is the supervisor's ``serve`` message. An optional ``handler.warm_up(shell, config)``
+#: is the supervisor's ``serve`` message. An optional ``handler.warm_up(shell, config, channel)``
 #: runs before the shell says ready, so the first request finds its code paths warm.
 Handler = Callable[[socket.socket, Any, Channel, Config, dict[str, Any]], None]
 
@@ -98,7 +98,7 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
             shell.reseed()
         warm_up = getattr(handler, "warm_up", None)
         if warm_up is not None:
-            warm_up(shell, config)
+            warm_up(shell, config, channel)
         channel.send({"op": "ready", "tempdir": tempdir})
         message, fds = channel.receive()
         if message is not None and message.get("op") == "serve" and fds:
