@@ -114,3 +114,15 @@ def test_run_without_blas_size_has_no_blas_rows(tmp_path: Path) -> None:
     assert not metrics & BLAS_ROWS
     assert metrics >= STRING_ROWS | {"pyrserve_connect"}
     assert document["blas"] is None and "BLAS" not in document["rexec_settings"]
+
+
+def test_spread_gives_the_median_ratio_and_its_range() -> None:
+    from bench.spread import combine
+
+    def run(ratio: float, ok: bool) -> dict:
+        row = {"row": "eval", "unit": "ms", "rexec": ratio, "rserve": 1.0, "ratio": ratio}
+        return {"results": [{**row, "goal": "≤ 1x", "ok": ok}]}
+
+    table = combine([run(0.8, True), run(1.2, False), run(0.9, True)])
+    assert "| eval | ms | 0.900 | 1.00 | 0.90x | 0.80 to 1.20x | ≤ 1x | ✗ |" in table
+    assert "✓ |" in combine([run(0.8, True), run(0.9, True)])
