@@ -9,6 +9,7 @@ held in every run.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ def combine(runs: list[dict[str, Any]]) -> str:
     ]
     for name, results in rows.items():
         ratios = [r["ratio"] for r in results if r.get("ratio") is not None]
+        ratios = [x for x in ratios if not math.isnan(x)]
         unit = results[0]["unit"]
         rexec = statistics.median(r["rexec"] for r in results)
         peer = statistics.median(r["rserve"] for r in results)

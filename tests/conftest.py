@@ -59,7 +59,12 @@ def start_rexec(directory: Path, **settings: object) -> Server:
         lines += [f"{name} = {_toml(value)}" for name, value in entries.items()]
     config = directory / "rexec.toml"
     config.write_text("\n".join(lines) + "\n")
-    started = servers.launch("rexec", port, servers.rexec_serve(config), directory / "rexec.log")
+    return launch_rexec(port, servers.rexec_serve(config), directory / "rexec.log")
+
+
+def launch_rexec(port: int, command: list[str], log: Path) -> Server:
+    """Run ``command`` (a ``rexec serve``) and wait until it greets on ``port``."""
+    started = servers.launch("rexec", port, command, log)
     server = Server(started.name, started.port, started.process, started.log)
     try:
         wait_for_id_string(port)

@@ -30,7 +30,7 @@ from pyRserve.rserializer import RSerializer
 from bench import servers
 from rexec.compute.supervisor.users import des_crypt
 from rexec.protocol import Cmd, Err, string_param
-from tests.conftest import Server, free_port, r_package_file, wait_for_id_string
+from tests.conftest import Server, free_port, launch_rexec, r_package_file
 from tests.qap import RawClient
 
 ID_LAYOUT = b"Rsrv0103QAP1\r\n\r\nARucK.. ARpt--\r\n"  # '..': the salt
@@ -84,13 +84,7 @@ def rexec_auth(place: Path, auth_conf: Path) -> Iterator[Server]:
     local.write_text(f"port {port}\nworkdir {place / 'rexec-work'}\n")
     command = [sys.executable, "-m", "rexec.cli", "serve", "--pool-initial", "1"]
     command += ["--rserve-conf", str(auth_conf), "--rserve-conf", str(local)]
-    started = servers.launch("rexec", port, command, place / "rexec.log")
-    server = Server(started.name, started.port, started.process, started.log)
-    try:
-        wait_for_id_string(port)
-    except TimeoutError:
-        server.stop()
-        raise AssertionError("rexec did not start:\n" + server.log_text()) from None
+    server = launch_rexec(port, command, place / "rexec.log")
     yield server
     server.stop()
 

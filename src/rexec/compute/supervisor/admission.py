@@ -54,24 +54,14 @@ class Pending:
     async def buffered(self, n: int, deadline: float) -> bytes:
         """Wait until ``n`` bytes are buffered and return them, unconsumed."""
         sock = self.sock
-        try:
-            data = sock.recv(n, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            data = None
-        except OSError as exc:
-            raise Gone(f"connection error: {exc}") from None
+        data = _peek(sock, n)
         if data is not None and len(data) >= n:  # the usual case: it is all in already
             return data
         loop = asyncio.get_running_loop()
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
             while True:
-                try:
-                    data = sock.recv(n, socket.MSG_PEEK)
-                except (BlockingIOError, InterruptedError):
-                    data = None
-                except OSError as exc:
-                    raise Gone(f"connection error: {exc}") from None
+                data = _peek(sock, n)
                 if data is not None and len(data) >= n:
                     return data
                 if data == b"" or (data is not None and _hung_up(sock)):
@@ -189,6 +179,16 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket, deadli
         raise Gone("no complete request in time") from None
     finally:
         loop.remove_reader(fd)
+
+
+def _peek(sock: socket.socket, n: int) -> bytes | None:
+    """Up to ``n`` buffered bytes, unconsumed; None when none are there yet."""
+    try:
+        return sock.recv(n, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        raise Gone(f"connection error: {exc}") from None
 
 
 def _hung_up(sock: socket.socket) -> bool:
