@@ -235,7 +235,11 @@ class Pool:
         """Pass the client socket to the shell; the caller then closes its own copy."""
         shell.session, shell.peer, shell.user = session, peer, user
         message = {"op": "serve", "session": session, "peer": peer, "user": user}
-        shell.send(message, [client.fileno()])
+        try:
+            shell.send(message, [client.fileno()])
+        except OSError:
+            self._signal(shell, signal.SIGKILL)  # never leave a shell counted busy for nothing
+            raise
         self._served += 1
 
     def detach(self, shell: Shell) -> bool:
