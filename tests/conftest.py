@@ -127,3 +127,17 @@ def serve_fails(config_text: str) -> str:
     shutil.rmtree(directory, ignore_errors=True)
     assert run.returncode != 0, "rexec serve started"
     return run.stdout + run.stderr
+
+
+def compile_java(source: Path, directory: Path) -> str:
+    """Compile a Java test client against the REngine/Rserve jars shipped by
+    r-cran-rserve, in ``directory``; the class path to run it with."""
+    if shutil.which("javac") is None:
+        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
+    jars = Path(r_package_file("Rserve", "java"))
+    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(directory)])
+    target = directory / source.name
+    shutil.copy(source, target)
+    command = ["javac", "-encoding", "UTF-8", "-cp", classpath, str(target)]
+    subprocess.run(command, check=True, capture_output=True)
+    return classpath

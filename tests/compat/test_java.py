@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.compat.cases import ERRORS, EXPRESSIONS, SETUP
-from tests.conftest import Server, r_package_file
+from tests.conftest import Server, compile_java
 
 JAVA_SOURCE = Path(__file__).parent / "java" / "Compat.java"
 
@@ -18,15 +17,8 @@ CODES = EXPRESSIONS + ERRORS
 
 @pytest.fixture(scope="module")
 def results(rserve: Server, rexec_server: Server, tmp_path_factory) -> list[str]:
-    if shutil.which("javac") is None:
-        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
     directory = tmp_path_factory.mktemp("java")
-    jars = Path(r_package_file("Rserve", "java"))
-    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(directory)])
-    shutil.copy(JAVA_SOURCE, directory / "Compat.java")
-    subprocess.run(
-        ["javac", "-cp", classpath, str(directory / "Compat.java")], check=True, capture_output=True
-    )
+    classpath = compile_java(JAVA_SOURCE, directory)
     cases = directory / "cases.hex"
     cases.write_text("\n".join(code.encode().hex() for code in CODES) + "\n")
     run = subprocess.run(
@@ -66,17 +58,7 @@ JAVA_CASES = ["marks-native", "marks-utf8", "deep-list", "deep-call"]
 def encodings(
     rserve: Server, rexec_server: Server, tmp_path_factory
 ) -> subprocess.CompletedProcess[str]:
-    if shutil.which("javac") is None:
-        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
-    directory = tmp_path_factory.mktemp("java-encodings")
-    jars = Path(r_package_file("Rserve", "java"))
-    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(directory)])
-    shutil.copy(ENCODINGS_SOURCE, directory / "Encodings.java")
-    subprocess.run(
-        ["javac", "-encoding", "UTF-8", "-cp", classpath, str(directory / "Encodings.java")],
-        check=True,
-        capture_output=True,
-    )
+    classpath = compile_java(ENCODINGS_SOURCE, tmp_path_factory.mktemp("java-encodings"))
     ports = (rserve.port, rexec_server.port)
     run = subprocess.run(
         ["java", "-Xss16m", "-cp", classpath, "Encodings", *map(str, ports)],

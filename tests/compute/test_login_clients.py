@@ -30,7 +30,7 @@ from pyRserve.rserializer import RSerializer
 from bench import servers
 from rexec.compute.supervisor.users import des_crypt
 from rexec.protocol import Cmd, Err, string_param
-from tests.conftest import Server, free_port, launch_rexec, r_package_file
+from tests.conftest import Server, compile_java, free_port, launch_rexec, r_package_file
 from tests.qap import RawClient
 
 ID_LAYOUT = b"Rsrv0103QAP1\r\n\r\nARucK.. ARpt--\r\n"  # '..': the salt
@@ -154,15 +154,7 @@ def test_crypt_logins(server) -> None:
 
 
 def test_java_client(server, tmp_path) -> None:
-    if shutil.which("javac") is None:
-        pytest.fail("javac missing: make test installs openjdk-17-jdk-headless")
-    jars = Path(r_package_file("Rserve", "java"))
-    classpath = ":".join([str(jars / "REngine.jar"), str(jars / "Rserve.jar"), str(tmp_path)])
-    source = Path(__file__).parent / "java" / "Login.java"
-    shutil.copy(source, tmp_path / "Login.java")
-    subprocess.run(
-        ["javac", "-cp", classpath, str(tmp_path / "Login.java")], check=True, capture_output=True
-    )
+    classpath = compile_java(Path(__file__).parent / "java" / "Login.java", tmp_path)
 
     def java(*args: str) -> list[str]:
         run = subprocess.run(
