@@ -110,6 +110,21 @@ SETTINGS: tuple[Setting, ...] = (
         "code runs before, with OpenBLAS's default: all cores, unless `rexec serve`'s "
         "environment sets `OPENBLAS_NUM_THREADS` (docs/performance.md).",
     ),
+    Setting(
+        "pool.direct_accept",
+        True,
+        "Idle R shells accept plain-port connections themselves (one process less on the "
+        "path, no hand-over); the server process accepts only when no shell is idle, and "
+        "takes back connections that send nothing within `server.first_request_wait`. Off, "
+        "or with `auth.required` or `tls.switch`, the server process admits every connection.",
+    ),
+    Setting(
+        "server.first_request_wait",
+        0.5,
+        "Seconds an idle shell that accepted a connection waits for the first request before "
+        "handing the connection back to the server process (which then waits up to "
+        "`server.handshake_timeout` holding no shell).",
+    ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
     Setting(

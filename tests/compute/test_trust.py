@@ -83,6 +83,9 @@ def _forged_lines(marker: Path) -> list[str]:
         {"op": "ready", "tempdir": "/"},
         {"op": "tls"},
         {"op": "exit"},
+        {"op": "accepted", "peer": "127.0.0.1", "port": 1},  # what only idle shells say
+        {"op": "claimed"},
+        {"op": "handback"},
     ]
     return [json.dumps(m) + "\n" for m in messages]
 

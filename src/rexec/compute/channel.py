@@ -17,6 +17,7 @@ Descriptors received here are close-on-exec, so no program R code runs inherits 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -27,11 +28,18 @@ MAX_LINE = 64 * 1024
 #: Longest string field in a message from a worker (control code may be long).
 MAX_TEXT = 60 * 1024
 _MAX_FDS = 4
+#: A first request is served (by a shell that accepted it, or handed to one) once this
+#: much of its payload has arrived: a client cannot hold a shell with half a request.
+PEEK_LIMIT = 64 * 1024
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 #: What a shell may send: op -> {field: type}. Nothing else is accepted.
 FROM_SHELL: dict[str, dict[str, type]] = {
     "ready": {"tempdir": str},
+    # An idle shell's own connection (pool.direct_accept): before any session code ran.
+    "accepted": {"peer": str, "port": int},  # it serves a connection it accepted itself
+    "claimed": {},  # the answer to "claim": it waits for "serve"
+    "handback": {},  # with the descriptor of a connection that sent nothing in time
     "login": {"user": str, "password": str},
     "cancel": {"pid": int},
     "control": {"kind": str, "text": str},
@@ -134,10 +142,14 @@ class Channel:
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send and wait for the supervisor's answer (used for logins and the like)."""
         self.send(message)
-        reply, _ = self.receive()
-        if reply is None:
-            raise ConnectionError("supervisor went away")
-        return reply
+        while True:
+            reply, fds = self.receive()
+            for fd in fds:
+                os.close(fd)
+            if reply is None:
+                raise ConnectionError("supervisor went away")
+            if reply.get("op") != "claim":  # one that crossed this shell's "accepted"
+                return reply
 
 
 class AsyncChannelReader:

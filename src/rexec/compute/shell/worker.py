@@ -10,7 +10,8 @@ code nor session code ever runs as root; both die with their parent (the templat
 the supervisor, a shell with the template), so no shell outlives the server. A forked
 shell keeps only its own channel and the standard streams of the template's descriptors.
 
-Run as ``python -m rexec.compute.shell.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER``.
+Run as ``python -m rexec.compute.shell.worker {template|shell} CONTROL_FD CONFIG_JSON HANDLER
+[LISTEN_FDS]`` (comma-separated listening sockets idle shells accept from).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -30,9 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rexec.compute.channel import Channel
+from rexec.compute.channel import PEEK_LIMIT, Channel
 from rexec.compute.identity import become, shell_identity, shell_root
 from rexec.config import Config
+from rexec.protocol import framing
+from rexec.protocol.constants import HEADER_LENGTH
 
 log = logging.getLogger("rexec.worker")
 
@@ -85,8 +89,16 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, forked: bool) -> None:
-    """Say ready, take one client socket, serve it, clean up. Never returns."""
+def serve_one(
+    channel: Channel,
+    shell: Any,
+    config: Config,
+    handler: Handler,
+    forked: bool,
+    listeners: list[int],
+) -> None:
+    """Say ready, take one client connection (handed over, or accepted from
+    ``listeners``), serve it, clean up. Never returns."""
     code = 0
     workdir, tempdir = _private_session(config, forked)
     signal.signal(signal.SIGTERM, _exit_cleanly)  # retired before a session: clean up
@@ -100,11 +112,12 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
         if warm_up is not None:
             warm_up(shell, config, channel)
         channel.send({"op": "ready", "tempdir": tempdir})
-        message, fds = channel.receive()
-        if message is not None and message.get("op") == "serve" and fds:
-            for extra in fds[1:]:
-                os.close(extra)
-            client = socket.socket(fileno=fds[0])
+        connection = next_connection(channel, listeners, config)
+        for fd in listeners:  # session code never holds the listening sockets
+            os.close(fd)
+        listeners = []
+        if connection is not None:
+            client, message = connection
             handler(client, shell, channel, config, message)
     except SystemExit:
         pass
@@ -121,7 +134,128 @@ def serve_one(channel: Channel, shell: Any, config: Config, handler: Handler, fo
         os._exit(code)
 
 
-def run_template(channel: Channel, config: Config, handler: Handler) -> None:
+def next_connection(
+    channel: Channel, listeners: list[int], config: Config
+) -> tuple[socket.socket, dict[str, Any]] | None:
+    """The connection this shell serves and its ``serve`` message, or None (end).
+
+    Without ``listeners`` the supervisor hands one over (``serve`` with the socket).
+    With them (``pool.direct_accept``) the shell waits for whichever comes first: a
+    connection on a listener
+    or the supervisor's ``claim`` (it admitted a connection itself and hands it over).
+    Every idle shell is woken by a new connection and one wins the accept: exclusive
+    wake-ups (EPOLLEXCLUSIVE) could leave a connection queued while shells sleep.
+    A connection accepted here is greeted and reported (``accepted``, so the supervisor
+    no longer counts this shell idle) and served once its first request has arrived
+    whole. One that stays silent for ``server.first_request_wait`` is handed back to the
+    supervisor, which waits for it holding no shell; this shell then ends, as it does
+    when the client leaves before a request. No session code has run here yet.
+    """
+    if not listeners:
+        return _handed_over(channel)
+    poller = select.epoll()
+    sockets = [socket.socket(fileno=os.dup(fd)) for fd in listeners]  # dups: closed below
+    for sock in sockets:
+        poller.register(sock.fileno(), select.EPOLLIN)
+    poller.register(channel.sock.fileno(), select.EPOLLIN)
+    try:
+        while True:
+            events = dict(poller.poll())
+            if channel.sock.fileno() in events:
+                message, fds = channel.receive()
+                if message is None or message.get("op") != "claim":
+                    for fd in fds:
+                        os.close(fd)
+                    return None
+                channel.send({"op": "claimed"})
+                return _handed_over(channel)
+            for sock in sockets:
+                if sock.fileno() in events:
+                    with contextlib.suppress(BlockingIOError, InterruptedError):
+                        client, address = sock.accept()  # or another process took it
+                        return _first_request(channel, client, address, config)
+    finally:
+        poller.close()
+        for sock in sockets:
+            sock.close()
+
+
+def _first_request(
+    channel: Channel, client: socket.socket, address: Any, config: Config
+) -> tuple[socket.socket, dict[str, Any]] | None:
+    """Greet a connection this shell accepted and wait until its first request has
+    arrived whole (its first :data:`PEEK_LIMIT` bytes of payload, at least)."""
+    peer, port = str(address[0]), int(address[1])
+    try:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.sendall(framing.id_string(auth=False, plaintext=False, salt=None, tls=False))
+    except OSError:
+        client.close()
+        return None
+    channel.send({"op": "accepted", "peer": peer, "port": port})
+    deadline = time.monotonic() + config["server.first_request_wait"]
+    poller = select.epoll()
+    poller.register(client.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+    poller.register(channel.sock.fileno(), select.EPOLLIN)
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            events = dict(poller.poll(remaining))
+            if channel.sock.fileno() in events:  # a claim that crossed "accepted"
+                message, fds = channel.receive()
+                for fd in fds:
+                    os.close(fd)
+                if message is None:
+                    client.close()
+                    return None
+            if client.fileno() not in events:
+                continue
+            need = _missing(client)
+            if need and events[client.fileno()] & (select.EPOLLRDHUP | select.EPOLLHUP):
+                need = None  # it stopped sending: the request stays incomplete
+            if need is None:  # the client left
+                client.close()
+                return None
+            if need == 0:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+                return client, {"session": f"p{os.getpid()}", "peer": peer, "user": None}
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)  # wake when whole
+    finally:
+        poller.close()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+    channel.send({"op": "handback"}, [client.fileno()])
+    client.close()
+    return None
+
+
+def _missing(client: socket.socket) -> int | None:
+    """0 when the first request is here (as much as is waited for), else the number of
+    bytes to wait for; None when the client has gone."""
+    try:
+        data = client.recv(HEADER_LENGTH + PEEK_LIMIT, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return 1
+    except OSError:
+        return None
+    if not data:
+        return None
+    need = HEADER_LENGTH
+    if len(data) >= HEADER_LENGTH:
+        need += min(framing.unpack_header(data[:HEADER_LENGTH]).length, PEEK_LIMIT)
+    return 0 if len(data) >= need else need
+
+
+def _handed_over(channel: Channel) -> tuple[socket.socket, dict[str, Any]] | None:
+    message, fds = channel.receive()
+    if message is None or message.get("op") != "serve" or not fds:
+        for fd in fds:
+            os.close(fd)
+        return None
+    for extra in fds[1:]:
+        os.close(extra)
+    return socket.socket(fileno=fds[0]), message
+
+
+def run_template(channel: Channel, config: Config, handler: Handler, listeners: list[int]) -> None:
     """Initialise R once, then fork a shell for every ``fork`` request until EOF."""
     shell = _start_r(config)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
@@ -154,10 +288,11 @@ def run_template(channel: Channel, config: Config, handler: Handler) -> None:
         pid = os.fork()
         if pid == 0:
             channel.sock.close()
-            _keep_only([0, 1, 2, fds[0]])
+            _keep_only([0, 1, 2, fds[0], *listeners])
             die_with_parent(parent)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            serve_one(Channel(socket.socket(fileno=fds[0])), shell, config, handler, forked=True)
+            channel = Channel(socket.socket(fileno=fds[0]))
+            serve_one(channel, shell, config, handler, forked=True, listeners=listeners)
         os.close(fds[0])
         children = [p for p in children if _running(p)] + [pid]
 
@@ -192,9 +327,9 @@ def _stop_children(children: list[int], grace: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def run_spawned(channel: Channel, config: Config, handler: Handler) -> None:
+def run_spawned(channel: Channel, config: Config, handler: Handler, listeners: list[int]) -> None:
     shell = _start_r(config)
-    serve_one(channel, shell, config, handler, forked=False)
+    serve_one(channel, shell, config, handler, forked=False, listeners=listeners)
 
 
 def die_with_parent(parent: int) -> None:
@@ -223,8 +358,10 @@ def _keep_only(keep: list[int]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    role, fd, config_json, handler_path = argv
-    os.set_inheritable(int(fd), False)  # no program R code starts may inherit the channel
+    role, fd, config_json, handler_path, *rest = argv
+    listeners = [int(n) for n in rest[0].split(",") if n] if rest else []
+    for inherited in (int(fd), *listeners):  # no program R code starts may inherit these
+        os.set_inheritable(inherited, False)
     config = Config(json.loads(config_json))
     handler = _load_handler(handler_path)  # imported while the interpreter is readable
     identity = shell_identity(config)
@@ -239,9 +376,9 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     channel = Channel(socket.socket(fileno=int(fd)))
     if role == "template":
-        run_template(channel, config, handler)
+        run_template(channel, config, handler, listeners)
     else:
-        run_spawned(channel, config, handler)
+        run_spawned(channel, config, handler, listeners)
 
 
 if __name__ == "__main__":

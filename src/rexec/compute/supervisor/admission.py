@@ -23,11 +23,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rexec.compute.channel import PEEK_LIMIT
 from rexec.compute.supervisor import tls
 from rexec.protocol.constants import HEADER_LENGTH
 
-#: An ordinary first request is handed over once this much of its payload has arrived.
-PEEK_LIMIT = 64 * 1024
 #: Largest login, switch or cancel request read here.
 SMALL_REQUEST = 4096
 

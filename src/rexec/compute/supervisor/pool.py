@@ -77,13 +77,15 @@ class Worker:
 
 @dataclass(eq=False)
 class Shell(Worker):
-    state: str = "starting"  # starting -> idle -> busy [-> detached] -> gone
+    state: str = "starting"  # starting -> idle [-> claiming] -> busy [-> detached] -> gone
     tempdir: str = ""
     session: str = ""
     peer: str = ""  # the client's address, as the supervisor accepted it
     user: str | None = None  # who logged in on this shell's connection (the supervisor checked)
     generation: int = 0
     created: float = field(default_factory=time.monotonic)
+    claim: asyncio.Future[bool] | None = None  # answered "claimed" (True) or "accepted"
+    accepted_itself: bool = False  # its connection is one it accepted (may be handed back)
 
 
 @dataclass
@@ -120,6 +122,15 @@ class Pool:
         self._failed = 0
         self._consecutive_failures = 0
         self._backoff_until = 0.0
+        self._readied = 0
+        #: Listening sockets idle shells accept from themselves (pool.direct_accept);
+        #: set by the server before :meth:`start`. Empty: every connection is handed over.
+        self.listeners: list[socket.socket] = []
+        #: ``on_handback(sock)``: a connection an idle shell accepted and gives back.
+        self.on_handback: Callable[[socket.socket], None] = lambda sock: sock.close()
+        self.has_idle = asyncio.Event()
+        self.no_idle = asyncio.Event()
+        self.no_idle.set()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -129,7 +140,8 @@ class Pool:
             await self._start_template()
         self.maintain()
         deadline = time.monotonic() + 120
-        while len(self.idle) < min(self.config["pool.initial"], self.config["pool.max"]):
+        # Counted as they say ready: idle shells may serve connections at once.
+        while self._readied < min(self.config["pool.initial"], self.config["pool.max"]):
             if time.monotonic() > deadline:
                 raise RuntimeError("R shells did not become ready")
             if self._failed and not self.idle and self._consecutive_failures >= 3:
@@ -201,26 +213,51 @@ class Pool:
 
     # ------------------------------------------------------------------ acquiring
     async def acquire(self, timeout: float) -> Shell | None:
-        """An idle shell, waiting up to ``timeout`` seconds; None if none became free."""
-        while self.idle:
-            shell = self.idle.popleft()
-            if shell.state == "idle":
+        """An idle shell, waiting up to ``timeout`` seconds; None if none became free.
+        Shells that accept connections themselves are claimed first (they may have just
+        taken one: then the next is tried)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            while self.idle:
+                shell = self.idle.popleft()
+                self._idle_changed()
+                if shell.state != "idle":
+                    continue
+                if self.direct and not await self._claim(shell):
+                    continue
                 shell.state = "busy"
                 self.maintain()
                 return shell
-        waiter: asyncio.Future[Shell] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        self.maintain()
+            waiter: asyncio.Future[Shell | None] = loop.create_future()
+            self.waiters.append(waiter)
+            self.maintain()
+            try:
+                shell = await asyncio.wait_for(waiter, max(deadline - loop.time(), 0.0))
+            except (TimeoutError, asyncio.CancelledError):
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self._make_idle(waiter.result())  # it arrived just too late: give it back
+                return None
+            finally:
+                with contextlib.suppress(ValueError):
+                    self.waiters.remove(waiter)
+            if shell is not None:
+                return shell
+            # direct mode: a shell became idle; claim it (or another) above
+
+    async def _claim(self, shell: Shell) -> bool:
+        """Ask an idle, accepting shell to stop accepting and wait for ``serve``."""
+        shell.state = "claiming"
+        shell.claim = asyncio.get_running_loop().create_future()
         try:
-            shell = await asyncio.wait_for(waiter, timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if waiter.done() and not waiter.cancelled():
-                self._make_idle(waiter.result())  # it arrived just too late: give it back
-            return None
+            shell.send({"op": "claim"})
+            return await asyncio.wait_for(asyncio.shield(shell.claim), 5)
+        except (OSError, TimeoutError):
+            log.error("R shell %d did not answer a claim: killing it", shell.pid)
+            self._signal(shell, signal.SIGKILL)
+            return False
         finally:
-            with contextlib.suppress(ValueError):
-                self.waiters.remove(waiter)
-        return shell
+            shell.claim = None
 
     def busy_shell(self, pid: object) -> Shell | None:
         """The busy (or detached) shell with process id ``pid``: those may be interrupted."""
@@ -253,6 +290,16 @@ class Pool:
         return True
 
     def _make_idle(self, shell: Shell) -> None:
+        if self.direct:  # it accepts at once: waiters must claim it (acquire)
+            shell.state = "idle"
+            self.idle.append(shell)
+            self._idle_changed()
+            while self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+            return
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -261,6 +308,7 @@ class Pool:
                 return
         shell.state = "idle"
         self.idle.append(shell)
+        self._idle_changed()
 
     # ------------------------------------------------------------------ keeping the count
     def maintain(self) -> None:
@@ -325,10 +373,27 @@ class Pool:
             str(child.fileno()),
             config_json,
             self.handler,
-            pass_fds=[child.fileno()],
+            ",".join(str(fd) for fd in self._listener_fds()),
+            pass_fds=[child.fileno(), *self._listener_fds()],
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    @property
+    def direct(self) -> bool:
+        """Whether idle shells accept connections themselves."""
+        return bool(self.listeners)
+
+    def _listener_fds(self) -> list[int]:
+        return [listener.fileno() for listener in self.listeners]
+
+    def _idle_changed(self) -> None:
+        if any(s.state == "idle" for s in self.idle):
+            self.no_idle.clear()
+            self.has_idle.set()
+        else:
+            self.has_idle.clear()
+            self.no_idle.set()
 
     async def _run_shell(self, shell: Shell) -> None:
         try:
@@ -349,18 +414,25 @@ class Pool:
     async def _listen(self, shell: Shell) -> None:
         while True:
             received = await shell.reader.receive()
-            for fd in received.fds:  # no message from a shell carries descriptors
-                os.close(fd)
             message = received.message
+            if message is not None and message["op"] == "handback":
+                self._handback(shell, received.pid, received.fds)
+                continue
+            for fd in received.fds:  # no other message from a shell carries descriptors
+                os.close(fd)
             if message is None:
                 return
             if received.fds:
                 raise ChannelViolation("a shell passed descriptors")
+            if message["op"] in ("accepted", "claimed"):
+                self._accepted(shell, received.pid, message)
+                continue
             if shell.state == "starting":
                 if message["op"] != "ready" or not received.pid:
                     raise ChannelViolation(f"{message['op']} before ready")
                 shell.pid = received.pid  # the kernel's word, not the shell's
                 shell.tempdir = message["tempdir"]
+                self._readied += 1
                 self._consecutive_failures = 0
                 if self._stopping or shell.generation != self.generation:
                     self._retire(shell)  # started before a server-wide change
@@ -375,12 +447,73 @@ class Pool:
             if reply is not None and shell.state != "gone":
                 shell.send(reply)
 
+    def _accepted(self, shell: Shell, pid: int, message: dict[str, Any]) -> None:
+        """An idle shell serves a connection it accepted itself, or answers a claim.
+        Only a shell in which no session code has run yet may say either."""
+        if shell.state not in ("idle", "claiming") or pid != shell.pid:
+            raise ChannelViolation(f"{message['op']} from a shell that is {shell.state}")
+        claim = shell.claim
+        if message["op"] == "claimed":
+            if claim is None or claim.done():
+                raise ChannelViolation("claimed without a claim")
+            claim.set_result(True)
+            return
+        shell.state = "busy"
+        shell.accepted_itself = True
+        shell.session, shell.peer, shell.user = f"p{shell.pid}", message["peer"], None
+        with contextlib.suppress(ValueError):
+            self.idle.remove(shell)
+        self._idle_changed()
+        self._served += 1
+        if claim is not None and not claim.done():
+            claim.set_result(False)
+        log.info(
+            "session=%s client=%s:%d event=accepted shell=%d tls=no user=-",
+            shell.session,
+            shell.peer,
+            message["port"],
+            shell.pid,
+        )
+        self.maintain()
+
+    def _handback(self, shell: Shell, pid: int, fds: list[int]) -> None:
+        """A connection a shell accepted itself did not send its first request in time:
+        the server waits for it now, holding no shell, and the shell ends (it is killed:
+        session code could have sent this, and may then hand back only its own
+        connection, once). Checked to be a connection to one of our listeners."""
+        if not shell.accepted_itself or pid != shell.pid or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ChannelViolation(f"handback from a shell that is {shell.state}")
+        shell.accepted_itself = False
+        self._signal(shell, signal.SIGKILL)
+        sock = socket.socket(fileno=fds[0])
+        try:
+            local = sock.getsockname()[:2]
+            sock.getpeername()
+            ours = any(local == listener.getsockname()[:2] for listener in self.listeners)
+        except OSError:
+            ours = False  # the client left meanwhile, or not a connected socket
+        if not ours or sock.type != socket.SOCK_STREAM:
+            sock.close()
+            return
+        log.info(
+            "session=%s client=%s event=handback reason='no first request within %ss'",
+            shell.session,
+            shell.peer,
+            self.config["server.first_request_wait"],
+        )
+        self.on_handback(sock)
+
     async def _shell_gone(self, shell: Shell) -> None:
         was = shell.state
         shell.state = "gone"
+        if shell.claim is not None and not shell.claim.done():
+            shell.claim.set_result(False)
         self.shells.discard(shell)
         with contextlib.suppress(ValueError):
             self.idle.remove(shell)
+        self._idle_changed()
         shell.close()
         if shell.process is not None:
             await shell.process.wait()
@@ -491,6 +624,7 @@ class Pool:
         with contextlib.suppress(ValueError):
             self.idle.remove(shell)
         shell.state = "retiring"
+        self._idle_changed()
         self._signal(shell, signal.SIGTERM)
 
     def _signal(self, shell: Shell, signum: int) -> None:

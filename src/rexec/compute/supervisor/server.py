@@ -21,9 +21,10 @@ import socket
 import time
 from typing import Any
 
+from rexec.compute.channel import PEEK_LIMIT
 from rexec.compute.identity import shell_identity
 from rexec.compute.supervisor import tls
-from rexec.compute.supervisor.admission import PEEK_LIMIT, SMALL_REQUEST, Gone, Pending, TlsPending
+from rexec.compute.supervisor.admission import SMALL_REQUEST, Gone, Pending, TlsPending
 from rexec.compute.supervisor.login import Logins
 from rexec.compute.supervisor.pool import Pool, Shell
 from rexec.compute.supervisor.status import ControlServer
@@ -110,12 +111,14 @@ class ComputeServer:
     async def start(self) -> None:
         if (self.config["tls.port"] or self.config["tls.switch"]) and self.tls_context is None:
             raise RuntimeError("tls.port and tls.switch need tls.cert (and tls.key)")
-        await self.pool.start()
         host = self.config["server.host"]
         self._listeners = self._listen(self.config["server.port"])
         if self.config["tls.port"]:
             self._tls_listeners = self._listen(self.config["tls.port"])
             log.info("TLS on %s:%d", host, self._tls_listeners[0].getsockname()[1])
+        self.pool.listeners = self._direct_listeners(self.config)
+        self.pool.on_handback = self._handback
+        await self.pool.start()
         log.info(
             "rexec compute node listening on %s:%d (pool: %s, initial %d, max %d)",
             host,
@@ -124,6 +127,23 @@ class ComputeServer:
             self.config["pool.initial"],
             self.config["pool.max"],
         )
+
+    def _direct_listeners(self, config: Config) -> list[socket.socket]:
+        """The listeners idle shells accept from (pool.direct_accept): the plain port's,
+        unless a connection needs this process before its first request (a required
+        login, whose users file only this process reads; a switch to TLS)."""
+        if not config["pool.direct_accept"] or config["auth.required"] or self.tls_switch:
+            return []
+        return list(self._listeners)
+
+    def _handback(self, sock: socket.socket) -> None:
+        """A connection an idle shell accepted and greeted, silent so far: admit it here."""
+        try:
+            address = sock.getpeername()
+        except OSError:
+            sock.close()
+            return
+        self._track(self._connect(sock, address, tls_port=False, greeted=True))
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -160,6 +180,7 @@ class ComputeServer:
             return
         self.config = config
         self.logins = Logins(config)
+        self.pool.listeners = self._direct_listeners(config)
         await self.pool.reload(config)
         log.info(
             "configuration reloaded (pool: initial %d, max %d)",
@@ -179,8 +200,25 @@ class ComputeServer:
     async def _accept_loop(self, listener: socket.socket, tls_port: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if listener in self.pool.listeners:  # idle shells accept; this process
+                await self.pool.no_idle.wait()  # only when none is idle
+                accept = asyncio.ensure_future(loop.sock_accept(listener))
+                idle = asyncio.ensure_future(self.pool.has_idle.wait())
+                await asyncio.wait({accept, idle}, return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                if not accept.done():
+                    accept.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await accept
+                    continue
+                accept_result = accept
+            else:
+                accept_result = None
             try:
-                client, address = await loop.sock_accept(listener)
+                if accept_result is not None:
+                    client, address = accept_result.result()
+                else:
+                    client, address = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors, say: do not spin, do not die
                 log.error("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
@@ -204,7 +242,9 @@ class ComputeServer:
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _connect(self, client: socket.socket, address: Any, tls_port: bool) -> None:
+    async def _connect(
+        self, client: socket.socket, address: Any, tls_port: bool, greeted: bool = False
+    ) -> None:
         session = f"s{next(self._ids)}"
         peer = str(address[0])
         where = f"{address[0]}:{address[1]}"
@@ -216,7 +256,7 @@ class ComputeServer:
             if tls_port:
                 assert self.tls_context is not None
                 conn = await conn.start_tls(self.tls_context)
-            admitted = await self._admit(conn, session, where)
+            admitted = await self._admit(conn, session, where, greeted)
             if admitted is None:
                 return
             conn, user = admitted
@@ -252,13 +292,17 @@ class ComputeServer:
             conn.close()
 
     async def _admit(
-        self, conn: Connection, session: str, where: str
+        self, conn: Connection, session: str, where: str, greeted: bool = False
     ) -> tuple[Connection, str | None] | None:
-        """Greet, answer what needs no R (login, switch, cancel) and wait for the first
-        ordinary request to arrive whole. The connection (TLS after a switch) and the
-        logged-in user (None: nobody), or None when the connection is over."""
+        """Greet (unless a shell did, before handing the connection back), answer what
+        needs no R (login, switch, cancel) and wait for the first ordinary request to
+        arrive whole. The connection (TLS after a switch) and the logged-in user (None:
+        nobody), or None when the connection is over."""
         greeting, salt = self.logins.greeting()
-        await conn.send(greeting)
+        if not greeted:
+            await conn.send(greeting)
+        else:
+            salt = None  # a shell greets only when no login is required: no crypt salt
         config = self.config
         user: str | None = None
         for _ in range(_ADMISSION_REQUESTS):
