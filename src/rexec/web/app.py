@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from rexec.web import api_auth, api_sessions, api_snapshots, errors
+from rexec.web import api_auth, api_sessions, api_snapshots, docs, errors
 from rexec.web.auth import Auth, CurrentUser
 from rexec.web.compute import Compute
 from rexec.web.db import Database
@@ -75,9 +75,12 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
         version="1",
         description="Sessions, execution, workspaces, files and snapshots on R compute nodes.",
         lifespan=lifespan,
+        docs_url=None,  # served by rexec.web.docs from local assets
+        redoc_url=None,
     )
     app.state.node = node
     errors.install(app)
+    docs.install(app)
     app.include_router(api_auth.router)
     app.include_router(api_sessions.router)
     app.include_router(api_snapshots.router)
