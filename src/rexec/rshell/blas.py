@@ -21,6 +21,7 @@ import ctypes
 import logging
 import os
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 log = logging.getLogger("rexec.blas")
@@ -68,8 +69,18 @@ def _mapped_files() -> list[str]:
     return sorted(p for p in paths if p.startswith("/") and ".so" in p)
 
 
+_found: list[ctypes.CDLL | None] = []
+
+
 def openblas() -> ctypes.CDLL | None:
-    """The OpenBLAS this process has loaded (through R), or None if its BLAS is another."""
+    """The OpenBLAS this process has loaded (through R), or None if its BLAS is another.
+    Looked up once (the template does it, so forked shells inherit the answer)."""
+    if not _found:
+        _found.append(_find_openblas())
+    return _found[0]
+
+
+def _find_openblas() -> ctypes.CDLL | None:
     candidates = ["libopenblas.so.0"]
     # Another soname (a self-built OpenBLAS, the 'libblas.so.3' wrapper): whatever BLAS
     # file is mapped already; dlsym on it also searches its dependencies.
@@ -93,6 +104,18 @@ def get_threads() -> int | None:
     return int(getter())
 
 
+@cache
+def _gomp() -> ctypes.CDLL | None:
+    return _loaded("libgomp.so.1")
+
+
+def prepare() -> None:
+    """Find the libraries once, before shells are forked (``/proc/self/maps`` of an R
+    process is long, and each shell would read it again)."""
+    openblas()
+    _gomp()
+
+
 def set_threads(count: int) -> int:
     """Make this process' BLAS and OpenMP use ``count`` threads from now on; return the
     count in effect (OpenBLAS's own, which caps at the maximum it was built for)."""
@@ -108,7 +131,7 @@ def set_threads(count: int) -> int:
             setter.restype = None
             setter(count)
         effective = get_threads() or count
-    gomp = _loaded("libgomp.so.1")
+    gomp = _gomp()
     if gomp is not None:
         gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
         gomp.omp_set_num_threads.restype = None

@@ -258,6 +258,7 @@ def _handed_over(channel: Channel) -> tuple[socket.socket, dict[str, Any]] | Non
 def run_template(channel: Channel, config: Config, handler: Handler, listeners: list[int]) -> None:
     """Initialise R once, then fork a shell for every ``fork`` request until EOF."""
     shell = _start_r(config)
+    _prepare_forks()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
     channel.send({"op": "ready"})
     children: list[int] = []
@@ -295,6 +296,15 @@ def run_template(channel: Channel, config: Config, handler: Handler, listeners: 
             serve_one(channel, shell, config, handler, forked=True, listeners=listeners)
         os.close(fds[0])
         children = [p for p in children if _running(p)] + [pid]
+
+
+def _prepare_forks() -> None:
+    """Look up once, here, what every shell would otherwise look up after its fork:
+    libR's handle (rpy2 may ask ``R RHOME``) and the BLAS libraries' setters."""
+    from rexec.rshell import blas, embedded
+
+    embedded.current_tempdir()
+    blas.prepare()
 
 
 def _eval_quietly(shell: Any, code: str) -> bool:

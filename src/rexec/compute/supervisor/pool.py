@@ -433,6 +433,11 @@ class Pool:
                 shell.pid = received.pid  # the kernel's word, not the shell's
                 shell.tempdir = message["tempdir"]
                 self._readied += 1
+                log.debug(
+                    "R shell %d ready in %.1f ms",
+                    shell.pid,
+                    (time.monotonic() - shell.created) * 1000,
+                )
                 self._consecutive_failures = 0
                 if self._stopping or shell.generation != self.generation:
                     self._retire(shell)  # started before a server-wide change
