@@ -116,7 +116,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Idle R shells accept plain-port connections themselves (one process less on the "
         "path, no hand-over); the server process accepts only when no shell is idle, and "
         "takes back connections that send nothing within `server.first_request_wait`. Off, "
-        "or with `auth.required` or `tls.switch`, the server process admits every connection.",
+        "or with a users file (`auth.users_file`) or `tls.switch`, the server process admits "
+        "every connection.",
     ),
     Setting(
         "server.first_request_wait",
@@ -124,6 +125,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an idle shell that accepted a connection waits for the first request before "
         "handing the connection back to the server process (which then waits up to "
         "`server.handshake_timeout` holding no shell).",
+    ),
+    Setting(
+        "pools.max",
+        16,
+        "Most named pools (published service versions, each with its own template) a "
+        "compute node runs besides its default pool.",
     ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),

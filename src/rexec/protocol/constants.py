@@ -34,12 +34,21 @@ class Cmd(IntEnum):
     CTRL_SHUTDOWN = 0x044
     CTRL_SOURCE = 0x045
     CANCEL = 0x046  # deployr-rserve: interrupt the evaluation of another session (DT_INT pid)
+    # rexec's own (Rserve answers them ERR_inv_cmd): named pools, see
+    # rexec.compute.supervisor.pools. Answered by the server before a connection has a shell.
+    USE_POOL = 0x0E1
+    DEFINE_POOL = 0x0E2
+    REMOVE_POOL = 0x0E3
+    POOL_STATUS = 0x0E4
     SET_BUFFER_SIZE = 0x081
     SET_ENCODING = 0x082
     SER_EVAL = 0x0F5
     SER_ASSIGN = 0x0F6
     SER_EEVAL = 0x0F7
 
+
+#: rexec's pool commands (not Rserve's).
+POOL_COMMANDS = frozenset({Cmd.USE_POOL, Cmd.DEFINE_POOL, Cmd.REMOVE_POOL, Cmd.POOL_STATUS})
 
 CMD_RESP = 0x10000
 RESP_OK = CMD_RESP | 0x0001

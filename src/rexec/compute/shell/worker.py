@@ -36,7 +36,7 @@ from rexec.compute.channel import PEEK_LIMIT, Channel
 from rexec.compute.identity import become, shell_identity, shell_root
 from rexec.config import Config
 from rexec.protocol import framing
-from rexec.protocol.constants import HEADER_LENGTH
+from rexec.protocol.constants import HEADER_LENGTH, POOL_COMMANDS
 
 log = logging.getLogger("rexec.worker")
 
@@ -215,9 +215,11 @@ def _first_request(
             if need is None:  # the client left
                 client.close()
                 return None
-            if need == 0:
+            if need == 0 and not _for_the_server(client):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
                 return client, {"session": f"p{os.getpid()}", "peer": peer, "user": None}
+            if need == 0:  # a pool command: the server process answers it
+                break
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)  # wake when whole
     finally:
         poller.close()
@@ -225,6 +227,12 @@ def _first_request(
     channel.send({"op": "handback"}, [client.fileno()])
     client.close()
     return None
+
+
+def _for_the_server(client: socket.socket) -> bool:
+    """Whether the first request is one of rexec's pool commands."""
+    header = client.recv(HEADER_LENGTH, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    return framing.unpack_header(header).cmd in POOL_COMMANDS
 
 
 def _missing(client: socket.socket) -> int | None:

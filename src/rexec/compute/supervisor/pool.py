@@ -107,6 +107,7 @@ class Pool:
         self.handler = handler
         self.on_message = on_message
         self.mode = config["pool.mode"]
+        self.name = ""  # "" for the node's default pool; a named pool's name otherwise
         self.shells: set[Shell] = set()
         self.idle: deque[Shell] = deque()
         self.waiters: deque[asyncio.Future[Shell]] = deque()
@@ -503,7 +504,8 @@ class Pool:
             sock.close()
             return
         log.info(
-            "session=%s client=%s event=handback reason='no first request within %ss'",
+            "session=%s client=%s event=handback reason='a pool command, or no first "
+            "request within %ss'",
             shell.session,
             shell.peer,
             self.config["server.first_request_wait"],

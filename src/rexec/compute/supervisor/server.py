@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import json
 import logging
 import os
 import signal
@@ -27,12 +29,13 @@ from rexec.compute.supervisor import tls
 from rexec.compute.supervisor.admission import SMALL_REQUEST, Gone, Pending, TlsPending
 from rexec.compute.supervisor.login import Logins
 from rexec.compute.supervisor.pool import Pool, Shell
+from rexec.compute.supervisor.pools import MAX_DEFINITION, PoolSpec, PoolSpecError
 from rexec.compute.supervisor.status import ControlServer
 from rexec.config import Config
 from rexec.protocol import framing
-from rexec.protocol.constants import DT, HEADER_LENGTH, Cmd, Err
+from rexec.protocol.constants import DT, HEADER_LENGTH, POOL_COMMANDS, Cmd, Err
 from rexec.protocol.errors import ProtocolError
-from rexec.protocol.params import Param, decode_params
+from rexec.protocol.params import Param, decode_params, encode_params, string_param
 
 log = logging.getLogger("rexec.compute")
 
@@ -75,6 +78,9 @@ class ComputeServer:
         self._connections: set[asyncio.Task[Any]] = set()
         self._pending: dict[str, int] = {}  # connections without a shell, by address
         self._pending_total = 0
+        self.pools: dict[str, Pool] = {}  # named pools (a published service's version)
+        self.specs: dict[str, PoolSpec] = {}
+        self.control.named = self.pools
 
     @property
     def port(self) -> int:
@@ -130,9 +136,11 @@ class ComputeServer:
 
     def _direct_listeners(self, config: Config) -> list[socket.socket]:
         """The listeners idle shells accept from (pool.direct_accept): the plain port's,
-        unless a connection needs this process before its first request (a required
-        login, whose users file only this process reads; a switch to TLS)."""
-        if not config["pool.direct_accept"] or config["auth.required"] or self.tls_switch:
+        unless connections may need this process before their first ordinary request: a
+        login with a users file (only this process reads it; after a login come the
+        pool commands), a switch to TLS."""
+        needs_server = config["auth.required"] or config["auth.users_file"] or self.tls_switch
+        if not config["pool.direct_accept"] or needs_server:
             return []
         return list(self._listeners)
 
@@ -182,6 +190,8 @@ class ComputeServer:
         self.logins = Logins(config)
         self.pool.listeners = self._direct_listeners(config)
         await self.pool.reload(config)
+        for name, pool in list(self.pools.items()):
+            await pool.reload(self.specs[name].config(config))
         log.info(
             "configuration reloaded (pool: initial %d, max %d)",
             config["pool.initial"],
@@ -194,29 +204,21 @@ class ComputeServer:
             listener.close()
         for task in list(self._connections):
             task.cancel()
-        await self.pool.stop(self.config["server.shutdown_grace"])
+        await asyncio.gather(
+            self.pool.stop(self.config["server.shutdown_grace"]),
+            *(p.stop(self.config["server.shutdown_grace"]) for p in self.pools.values()),
+        )
         log.info("rexec compute node stopped")
 
     async def _accept_loop(self, listener: socket.socket, tls_port: bool) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if listener in self.pool.listeners:  # idle shells accept; this process
-                await self.pool.no_idle.wait()  # only when none is idle
-                accept = asyncio.ensure_future(loop.sock_accept(listener))
-                idle = asyncio.ensure_future(self.pool.has_idle.wait())
-                await asyncio.wait({accept, idle}, return_when=asyncio.FIRST_COMPLETED)
-                idle.cancel()
-                if not accept.done():
-                    accept.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await accept
-                    continue
-                accept_result = accept
-            else:
-                accept_result = None
             try:
-                if accept_result is not None:
-                    client, address = accept_result.result()
+                if listener in self.pool.listeners:  # idle shells accept; this process
+                    accepted = await self._accept_when_no_shell_is_idle(listener)
+                    if accepted is None:
+                        continue
+                    client, address = accepted
                 else:
                     client, address = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors, say: do not spin, do not die
@@ -236,6 +238,31 @@ class ComputeServer:
                 client.close()
                 continue
             self._track(self._connect(client, address, tls_port))
+
+    async def _accept_when_no_shell_is_idle(
+        self, listener: socket.socket
+    ) -> tuple[socket.socket, Any] | None:
+        """A connection accepted here because no shell is idle to accept it, or None
+        (a shell became idle, or took the connection first). The accept itself is a
+        plain non-blocking call, never a cancelled one, so no connection is dropped."""
+        await self.pool.no_idle.wait()
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        loop.add_reader(listener.fileno(), lambda: readable.done() or readable.set_result(None))
+        idle = asyncio.ensure_future(self.pool.has_idle.wait())
+        try:
+            await asyncio.wait({readable, idle}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(listener.fileno())
+            idle.cancel()
+        if self.pool.has_idle.is_set():
+            return None
+        try:
+            client, address = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        client.setblocking(False)
+        return client, address
 
     def _track(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -259,13 +286,13 @@ class ComputeServer:
             admitted = await self._admit(conn, session, where, greeted)
             if admitted is None:
                 return
-            conn, user = admitted
-            shell = await self._shell_for(session, where)
+            conn, user, pool = admitted
+            shell = await self._shell_for(session, where, pool)
             if shell is None:
                 return
             sock = conn.take(self._track)
             try:
-                self.pool.hand_over(shell, sock, session, peer, user)
+                pool.hand_over(shell, sock, session, peer, user)
             finally:
                 if conn.is_tls:
                     sock.close()
@@ -284,6 +311,8 @@ class ComputeServer:
             log.info("session=%s client=%s event=closed reason=%r", session, where, exc.reason)
         except OSError as exc:
             log.warning("session=%s client=%s event=failed reason=%r", session, where, str(exc))
+        except Exception:  # a defect here ends this connection, never the server
+            log.exception("session=%s client=%s event=failed", session, where)
         finally:
             self._pending[peer] -= 1
             if not self._pending[peer]:
@@ -293,7 +322,7 @@ class ComputeServer:
 
     async def _admit(
         self, conn: Connection, session: str, where: str, greeted: bool = False
-    ) -> tuple[Connection, str | None] | None:
+    ) -> tuple[Connection, str | None, Pool] | None:
         """Greet (unless a shell did, before handing the connection back), answer what
         needs no R (login, switch, cancel) and wait for the first ordinary request to
         arrive whole. The connection (TLS after a switch) and the logged-in user (None:
@@ -305,6 +334,7 @@ class ComputeServer:
             salt = None  # a shell greets only when no login is required: no crypt salt
         config = self.config
         user: str | None = None
+        pool = self.pool
         for _ in range(_ADMISSION_REQUESTS):
             deadline = time.monotonic() + config["server.handshake_timeout"]
             header = framing.unpack_header(await conn.buffered(HEADER_LENGTH, deadline))
@@ -334,32 +364,112 @@ class ComputeServer:
                 else:
                     await conn.send(framing.error(_switch_error(params, self.tls_switch)))
                 continue
+            if cmd in POOL_COMMANDS and length <= MAX_DEFINITION + 64:
+                await conn.read(HEADER_LENGTH, deadline)
+                params = _params(await conn.read(length, deadline) if length else b"")
+                answer, chosen = await self._pool_command(cmd, params, user, session, where)
+                pool = chosen or pool
+                await conn.send(answer)
+                continue
             if config["auth.required"] and user is None:
                 await conn.send(framing.error(Err.AUTH_FAILED))
                 log.info("session=%s client=%s event=refused reason='no login'", session, where)
                 return None
             await conn.buffered(HEADER_LENGTH + min(length, PEEK_LIMIT), deadline)
-            return conn, user
+            return conn, user, pool
         log.info("session=%s client=%s event=closed reason='too many requests'", session, where)
         return None
 
-    async def _shell_for(self, session: str, where: str) -> Shell | None:
+    async def _pool_command(
+        self, cmd: int, params: list[Param], user: str | None, session: str, where: str
+    ) -> tuple[bytes, Pool | None]:
+        """rexec's pool commands: (the reply, the pool a usePool chose). Using a named
+        pool needs what a session needs (a verified login where a users file exists);
+        defining, removing and listing pools need a verified login always."""
+        text = bytes(params[0].value) if params and params[0].dt == DT.STRING else None
+        if text is None:
+            return framing.error(Err.INV_PAR), None
+        text = text.split(b"\x00")[0]
+        verified = user is not None
+        if cmd == Cmd.USE_POOL:
+            if self.logins.users is not None and not verified:
+                return framing.error(Err.AUTH_FAILED), None
+            chosen = self.pools.get(text.decode("utf-8", "replace"))
+            if chosen is None:
+                return _failure(Err.INV_PAR, "no such pool"), None
+            log.info("session=%s client=%s event=use-pool pool=%s", session, where, text.decode())
+            return _OK, chosen
+        if not verified:
+            log.warning("session=%s client=%s event=pool-refused reason='no login'", session, where)
+            return framing.error(Err.AUTH_FAILED), None
+        if cmd == Cmd.POOL_STATUS:
+            return _string_reply(json.dumps(self.pool_status())), None
+        if cmd == Cmd.REMOVE_POOL:
+            name = text.decode("utf-8", "replace")
+            removed = self.pools.pop(name, None)
+            if removed is None:
+                return _failure(Err.INV_PAR, "no such pool"), None
+            log.info("event=pool-removed pool=%s user=%s", name, user)
+            self._track(removed.stop(self.config["server.shutdown_grace"]))
+            return _OK, None
+        try:
+            spec = PoolSpec.parse(text, self.config)
+        except PoolSpecError as exc:
+            return _failure(Err.INV_PAR, str(exc)), None
+        return await self._define_pool(spec, user), None
+
+    async def _define_pool(self, spec: PoolSpec, user: str | None) -> bytes:
+        """Start a named pool (its template runs the start-up code and ``init`` once);
+        a pool of that name already running is replaced once the new one is ready."""
+        if spec.name not in self.pools and len(self.pools) >= self.config["pools.max"]:
+            return _failure(Err.UNAVAILABLE, f"at most {self.config['pools.max']} pools")
+        pool = Pool(spec.config(self.config), HANDLER, self._on_message)
+        pool.name = spec.name
+        try:
+            await pool.start()
+        except Exception as exc:
+            await pool.stop(0)
+            log.error("event=pool-failed pool=%s reason=%r", spec.name, str(exc))
+            return _failure(Err.R_ERR, f"the pool's template did not start: {exc}")
+        old = self.pools.get(spec.name)
+        self.pools[spec.name] = pool
+        self.specs[spec.name] = spec
+        if old is not None:
+            self._track(old.stop(self.config["server.shutdown_grace"]))
+        log.info(
+            "event=pool-defined pool=%s initial=%d max=%d user=%s",
+            spec.name,
+            spec.initial,
+            spec.max,
+            user,
+        )
+        return _OK
+
+    def pool_status(self) -> dict[str, Any]:
+        """Every pool's numbers: the default one as "", named ones by name."""
+        pools = {"": dataclasses.asdict(self.pool.stats())}
+        for name, pool in self.pools.items():
+            pools[name] = dataclasses.asdict(pool.stats())
+        return {"pools": pools}
+
+    async def _shell_for(self, session: str, where: str, pool: Pool) -> Shell | None:
         deadline = asyncio.get_running_loop().time() + self.config["pool.wait_timeout"]
         while True:
             remaining = deadline - asyncio.get_running_loop().time()
-            shell = await self.pool.acquire(max(remaining, 0.0))
+            shell = await pool.acquire(max(remaining, 0.0))
             if shell is None or shell.sock.fileno() != -1:
                 break
         if shell is None:
-            stats = self.pool.stats()
+            stats = pool.stats()
             log.warning(
                 "session=%s client=%s event=refused reason='no R shell free within %.1fs' "
-                "busy=%d max=%d",
+                "busy=%d max=%d pool=%s",
                 session,
                 where,
                 self.config["pool.wait_timeout"],
                 stats.busy,
-                self.config["pool.max"],
+                stats.max,
+                pool.name or "-",
             )
         return shell
 
@@ -480,6 +590,19 @@ class ComputeServer:
 Connection = Pending | TlsPending
 _ADMISSION_REQUESTS = 16
 _OK = b"".join(bytes(chunk) for chunk in framing.ok())
+
+
+def _failure(status: int, message: str) -> bytes:
+    """An error reply carrying a message (a DT_STRING), for rexec's own commands."""
+    return framing.error(status, payload=b"".join(bytes(c) for c in _encoded(message)))
+
+
+def _string_reply(text: str) -> bytes:
+    return b"".join(bytes(chunk) for chunk in framing.ok(_encoded(text)))
+
+
+def _encoded(text: str) -> list[bytes]:
+    return [bytes(chunk) for chunk in encode_params([string_param(text)])[0]]
 
 
 def _params(payload: bytes) -> list[Param]:

@@ -25,6 +25,7 @@ class ControlServer:
     def __init__(self, config: Config, pool: Pool) -> None:
         self.path = socket_path(config)
         self.pool = pool
+        self.named: dict[str, Pool] = {}  # the server's named pools (the same dict)
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -59,6 +60,7 @@ class ControlServer:
                 "ok": True,
                 "pool": dataclasses.asdict(self.pool.stats()),
                 "mode": self.pool.mode,
+                "pools": {n: dataclasses.asdict(p.stats()) for n, p in self.named.items()},
             }
         return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
 

@@ -1,0 +1,117 @@
+"""Named pools: a template of their own that ran their own start-up code once (a
+published service's model), chosen per connection with rexec's ``CMD_usePool``.
+
+Defining, listing and removing pools needs a verified login; a plain QAP client on the
+default pool sees no change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rexec.protocol import Cmd, string_param
+from rexec.protocol.constants import Err
+from rexec.protocol.params import decode_params
+from tests.compute.test_auth import login
+from tests.compute.test_auth import users as users  # a fixture
+from tests.qap import RawClient
+
+MODEL = "model <- lm(mpg ~ wt + hp, data = mtcars); loaded_by <- Sys.getpid()"
+
+
+def _command(client: RawClient, cmd: int, text: str):
+    client.send(cmd, string_param(text))
+    return client.reply()
+
+
+def _message(reply) -> str:
+    return bytes(decode_params(reply.payload)[0].value).split(b"\0")[0].decode()
+
+
+def _define(client: RawClient, name: str, init: str = MODEL, initial: int = 1, most: int = 2):
+    spec = {"name": name, "init": init, "initial": initial, "max": most}
+    return _command(client, Cmd.DEFINE_POOL, json.dumps(spec))
+
+
+def _server(rexec_factory, users_file):
+    return rexec_factory(**{"auth.users_file": str(users_file), "pool.initial": 1})
+
+
+def test_a_named_pool_serves_shells_that_already_hold_the_model(rexec_factory, users) -> None:
+    server = _server(rexec_factory, users)
+    with RawClient(server.port) as admin:
+        assert login(admin, "alice", "s3cret").ok
+        started = time.monotonic()
+        assert _define(admin, "svc/cars@1").ok
+        assert time.monotonic() - started < 60
+    expected = RawClient(server.port)
+    with expected:  # the default pool: no model, same R
+        assert expected.eval("exists('model')").value() is False
+        direct = expected.eval(f"{{{MODEL}; unname(coef(model))}}").value()
+    for _ in range(3):  # each connection a new shell of the pool, forked after init ran
+        with RawClient(server.port) as client:
+            assert login(client, "alice", "s3cret").ok
+            assert _command(client, Cmd.USE_POOL, "svc/cars@1").ok
+            assert client.eval("exists('model')").value() is True
+            assert list(client.eval("unname(coef(model))").value()) == list(direct)
+            pid, loaded_by = client.eval("c(Sys.getpid(), loaded_by)").value()
+            assert pid != loaded_by  # init ran once, in the pool's template
+    with RawClient(server.port) as admin:
+        assert login(admin, "alice", "s3cret").ok
+        status = json.loads(_message(_command(admin, Cmd.POOL_STATUS, "")))
+    assert set(status["pools"]) == {"", "svc/cars@1"}
+    assert status["pools"]["svc/cars@1"]["max"] == 2
+    assert "event=pool-defined pool=svc/cars@1" in server.log_text()
+
+
+def test_pool_commands_need_a_verified_login(rexec_factory, users) -> None:
+    server = _server(rexec_factory, users)
+    with RawClient(server.port) as anonymous:
+        for cmd in (Cmd.DEFINE_POOL, Cmd.REMOVE_POOL, Cmd.POOL_STATUS, Cmd.USE_POOL):
+            reply = _command(anonymous, cmd, "{}" if cmd == Cmd.DEFINE_POOL else "x")
+            assert reply.status == Err.AUTH_FAILED, hex(cmd)
+        assert anonymous.eval("1L").value() == 1  # and the connection still works
+    assert "event=pool-refused reason='no login'" in server.log_text()
+
+
+def test_without_a_users_file_nobody_defines_pools(rexec_factory) -> None:
+    server = rexec_factory(**{"pool.initial": 1})
+    with RawClient(server.port) as client:
+        assert _define(client, "x").status == Err.AUTH_FAILED
+        assert _command(client, Cmd.USE_POOL, "x").status == Err.INV_PAR  # no such pool
+        assert client.eval("1L").value() == 1
+
+
+def test_bad_definitions_and_failing_init_code_get_clear_errors(rexec_factory, users) -> None:
+    server = _server(rexec_factory, users)
+    with RawClient(server.port) as admin:
+        assert login(admin, "alice", "s3cret").ok
+        for spec in ("not json", '{"name": "../x"}', '{"name": "a", "max": 999}', "[]"):
+            reply = _command(admin, Cmd.DEFINE_POOL, spec)
+            assert reply.status == Err.INV_PAR, spec
+        reply = _define(admin, "broken", init="stop('no model file')")
+        assert reply.status == Err.R_ERR
+        assert "did not start" in _message(reply)
+        assert _command(admin, Cmd.USE_POOL, "broken").status == Err.INV_PAR
+        assert admin.eval("1L").value() == 1
+
+
+def test_a_pool_is_replaced_and_removed(rexec_factory, users) -> None:
+    server = _server(rexec_factory, users)
+    with RawClient(server.port) as admin:
+        assert login(admin, "alice", "s3cret").ok
+        assert _define(admin, "svc", init="version <- 1").ok
+        assert _define(admin, "svc", init="version <- 2").ok  # a new version, same name
+    with RawClient(server.port) as client:
+        assert login(client, "alice", "s3cret").ok
+        assert _command(client, Cmd.USE_POOL, "svc").ok
+        assert client.eval("version").value() == 2
+        # usePool is answered by the server before a shell: inside a session it is not
+        assert _command(client, Cmd.USE_POOL, "svc").status == Err.INV_CMD
+    with RawClient(server.port) as admin:
+        assert login(admin, "alice", "s3cret").ok
+        assert _command(admin, Cmd.REMOVE_POOL, "svc").ok
+        assert _command(admin, Cmd.REMOVE_POOL, "svc").status == Err.INV_PAR
+        assert _command(admin, Cmd.USE_POOL, "svc").status == Err.INV_PAR
+    assert "event=pool-removed pool=svc" in server.log_text()
