@@ -74,6 +74,7 @@ class ComputeServer:
         self.reload_config: Any = None  # () -> Config, for SIGHUP
         self.tls_context = tls.make_context(config)
         self._stopped = asyncio.Event()
+        self._up = asyncio.Event()
         self._ids = itertools.count(1)
         self._connections: set[asyncio.Task[Any]] = set()
         self._pending: dict[str, int] = {}  # connections without a shell, by address
@@ -154,14 +155,16 @@ class ComputeServer:
         self._track(self._connect(sock, address, tls_port=False, greeted=True))
 
     async def serve_forever(self) -> None:
-        await self.start()
-        await self.control.start()
+        # Handlers first: shells may serve connections before start() returns.
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, self.stop)
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: self._track(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._track(self._reload_when_up()))
+        await self.start()
+        await self.control.start()
+        self._up.set()
         accepts = [
             asyncio.ensure_future(self._accept_loop(listener, tls))
             for listeners, tls in ((self._listeners, False), (self._tls_listeners, True))
@@ -174,6 +177,10 @@ class ComputeServer:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    async def _reload_when_up(self) -> None:
+        await self._up.wait()  # a SIGHUP during start-up is acted on once it is done
+        await self.reload()
 
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; running sessions are not touched.
