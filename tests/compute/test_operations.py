@@ -53,7 +53,7 @@ def _status(server: Server) -> dict:
         [sys.executable, "-m", "rexec.cli", "status", "--config", str(config)],
         capture_output=True,
         text=True,
-        env=UTF8,
+        env={**UTF8, "COLUMNS": "160"},
         timeout=30,
     )
     assert out.returncode == 0, out.stdout + out.stderr

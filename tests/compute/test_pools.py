@@ -115,3 +115,25 @@ def test_a_pool_is_replaced_and_removed(rexec_factory, users) -> None:
         assert _command(admin, Cmd.REMOVE_POOL, "svc").status == Err.INV_PAR
         assert _command(admin, Cmd.USE_POOL, "svc").status == Err.INV_PAR
     assert "event=pool-removed pool=svc" in server.log_text()
+
+
+def test_the_python_client_defines_uses_and_lists_pools(rexec_factory, users) -> None:
+    import pytest
+
+    import rexec.client
+    from tests.compute.test_operations import _status
+
+    server = _server(rexec_factory, users)
+    auth = {"port": server.port, "user": "alice", "password": "s3cret"}
+    rexec.client.define_pool("scoring", MODEL, initial=1, max=2, **auth)
+    with rexec.client.connect(pool="scoring", **auth) as conn:
+        assert conn.eval("exists('model')") is True
+        assert conn.pid is not None and conn.pid != conn.eval("loaded_by")
+    status = rexec.client.pool_status(**auth)
+    assert status["pools"]["scoring"]["max"] == 2
+    assert "scoring" in _status(server)  # rexec status lists named pools too
+    with pytest.raises(rexec.client.ClientError, match="did not start"):
+        rexec.client.define_pool("bad", "stop('no')", **auth)
+    rexec.client.remove_pool("scoring", **auth)
+    with pytest.raises(rexec.client.ClientError, match="no such pool"):
+        rexec.client.connect(pool="scoring", **auth)

@@ -149,7 +149,7 @@ def status(
     config_file: ConfigOption = None,
     port: Annotated[int | None, typer.Option(help="server.port of the node to ask")] = None,
 ) -> None:
-    """Print the pool of a running compute node on this machine."""
+    """Print the pools of a running compute node on this machine (the default and named ones)."""
     from rexec.compute.supervisor.status import query
 
     cfg = _load(config_file, **{"server.port": port})
@@ -158,16 +158,13 @@ def status(
     except OSError as exc:
         console.print(f"[red]no compute node answers on port {cfg['server.port']}:[/red] {exc}")
         raise typer.Exit(1) from exc
-    table = Table(title=f"rexec pool ({answer['mode']} mode), port {cfg['server.port']}")
-    for column in ("idle", "busy", "starting", "waiting", "max", "served", "recycled", "failed"):
-        table.add_column(column, justify="right")
-    pool = answer["pool"]
-    table.add_row(
-        *(
-            str(pool[c])
-            for c in ("idle", "busy", "starting", "waiting", "max", "served", "recycled", "failed")
-        )
-    )
+    table = Table(title=f"rexec pools ({answer['mode']} mode), port {cfg['server.port']}")
+    table.add_column("pool", no_wrap=True)
+    columns = ("idle", "busy", "starting", "waiting", "max", "served", "recycled", "failed")
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, pool in [("default", answer["pool"]), *answer.get("pools", {}).items()]:
+        table.add_row(name, *(str(pool[c]) for c in columns))
     console.print(table)
 
 

@@ -12,7 +12,7 @@ Both connection classes run the same sans-I/O operations (``_core``) over
 
 from rexec.client._async import AsyncConnection, aconnect
 from rexec.client._core import ClientError, ConnectionLost, RError
-from rexec.client._sync import Connection, connect
+from rexec.client._sync import Connection, connect, define_pool, pool_status, remove_pool
 from rexec.protocol import Sexp, Symbol
 
 __all__ = [
@@ -25,4 +25,7 @@ __all__ = [
     "Symbol",
     "aconnect",
     "connect",
+    "define_pool",
+    "pool_status",
+    "remove_pool",
 ]

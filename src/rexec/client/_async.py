@@ -29,7 +29,9 @@ class AsyncConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
 
-    async def _open(self, user: str | None, password: str | None, fetch_pid: bool) -> None:
+    async def _open(
+        self, user: str | None, password: str | None, fetch_pid: bool, pool: str | None = None
+    ) -> None:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self.timeout
@@ -37,6 +39,8 @@ class AsyncConnection:
             await asyncio.wait_for(self._greeting(), self.timeout)
             if user is not None:
                 await self._login(user, password or "")
+            if pool is not None:
+                await self._run(_core.use_pool_op(pool))
             if fetch_pid and (user is not None or not self._core.needs_login):
                 self.pid = await self._run(_core.pid_op())
         except BaseException as exc:
@@ -171,8 +175,10 @@ async def aconnect(
     user: str | None = None,
     password: str | None = None,
     timeout: float | None = None,
+    pool: str | None = None,
 ) -> AsyncConnection:
-    """Open an asyncio connection (and log in when ``user`` is given)."""
+    """Open an asyncio connection (and log in when ``user`` is given); with ``pool``,
+    its shell comes from that named pool of a rexec compute node."""
     connection = AsyncConnection(host, port, timeout)
-    await connection._open(user, password, fetch_pid=True)
+    await connection._open(user, password, fetch_pid=True, pool=pool)
     return connection

@@ -8,6 +8,7 @@ connection classes only move bytes; all protocol decisions (error statuses, fetc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from rexec.protocol import (
 )
 from rexec.protocol.codec import BytesLike
 from rexec.protocol.constants import ID_STRING_LENGTH
+from rexec.protocol.errors import ProtocolError
 
 Convert = Literal["python", "numpy", "raw"]
 Operation = Generator[list[BytesLike], Frame, Any]
@@ -212,3 +214,46 @@ def cancel_op(pid: int) -> Operation:
     if status is not None:
         raise ClientError(f"cancel refused: status {status:#x} (not supported by this server?)")
     return True
+
+
+# rexec's named pools (rexec.compute.supervisor.pools); Rserve answers ERR_inv_cmd.
+
+
+def _pool_command(cmd: int, text: str) -> Operation:
+    frame = yield request(cmd, [string_param(text)])
+    status = _status(frame)
+    if status is not None:
+        reason = _message(frame)
+        if status == Err.INV_CMD:
+            reason = "not a rexec compute node, or not before the first request"
+        raise ClientError(f"pool command refused (status {status:#x}): {reason}")
+    return frame
+
+
+def _message(frame: Frame) -> str:
+    try:
+        params = decode_params(frame.payload or b"")
+    except ProtocolError:
+        return ""
+    if params and params[0].dt == DT.STRING:
+        return bytes(params[0].value).split(b"\0")[0].decode("utf-8", "replace")
+    return ""
+
+
+def use_pool_op(name: str) -> Operation:
+    """Take this connection's shell from the named pool (before any other request)."""
+    yield from _pool_command(Cmd.USE_POOL, name)
+
+
+def define_pool_op(name: str, init: str, initial: int, most: int) -> Operation:
+    spec = {"name": name, "init": init, "initial": initial, "max": most}
+    yield from _pool_command(Cmd.DEFINE_POOL, json.dumps(spec))
+
+
+def remove_pool_op(name: str) -> Operation:
+    yield from _pool_command(Cmd.REMOVE_POOL, name)
+
+
+def pool_status_op() -> Operation:
+    frame = yield from _pool_command(Cmd.POOL_STATUS, "")
+    return json.loads(_message(frame))

@@ -26,6 +26,7 @@ class Connection:
         user: str | None = None,
         password: str | None = None,
         timeout: float | None = None,
+        pool: str | None = None,
         _fetch_pid: bool = True,
     ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
@@ -40,6 +41,8 @@ class Connection:
                 self._receive()
             if user is not None:
                 self._login(user, password or "")
+            if pool is not None:
+                self._run(_core.use_pool_op(pool))
             if _fetch_pid and (user is not None or not self._core.needs_login):
                 self.pid = self._run(_core.pid_op())
         except BaseException:
@@ -171,6 +174,45 @@ def connect(
     user: str | None = None,
     password: str | None = None,
     timeout: float | None = None,
+    pool: str | None = None,
 ) -> Connection:
-    """Open a blocking connection (and log in when ``user`` is given)."""
-    return Connection(host, port, user=user, password=password, timeout=timeout)
+    """Open a blocking connection (and log in when ``user`` is given); with ``pool``,
+    its shell comes from that named pool of a rexec compute node."""
+    return Connection(host, port, user=user, password=password, timeout=timeout, pool=pool)
+
+
+# rexec's named pools: a compute node's own commands (Rserve has none), each on a
+# connection of its own, before any ordinary request, with a login the node verifies.
+def define_pool(
+    name: str,
+    init: str = "",
+    *,
+    initial: int = 1,
+    max: int = 4,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    timeout: float | None = 300.0,
+) -> None:
+    """Start (or replace) the named pool whose template runs ``init`` once; returns when
+    its first shells are ready. Connections then choose it with ``connect(pool=name)``."""
+    with Connection(
+        host, port, user=user, password=password, timeout=timeout, _fetch_pid=False
+    ) as c:
+        c._run(_core.define_pool_op(name, init, initial, max))
+
+
+def remove_pool(
+    name: str, *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+) -> None:
+    with Connection(host, port, user=user, password=password, _fetch_pid=False) as c:
+        c._run(_core.remove_pool_op(name))
+
+
+def pool_status(
+    *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+) -> dict[str, Any]:
+    """Every pool's numbers (idle, busy, starting, max, ...), the default pool as ""."""
+    with Connection(host, port, user=user, password=password, _fetch_pid=False) as c:
+        return c._run(_core.pool_status_op())
