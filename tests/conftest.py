@@ -141,3 +141,34 @@ def compile_java(source: Path, directory: Path) -> str:
     command = ["javac", "-encoding", "UTF-8", "-cp", classpath, str(target)]
     subprocess.run(command, check=True, capture_output=True)
     return classpath
+
+
+def launch_web(
+    command: list[str], port: int, log: Path, env: dict[str, str], cwd: Path, timeout: float = 90
+) -> subprocess.Popen[bytes]:
+    """Run ``command`` (``rexec web`` or ``rexec up``) in a session of its own and wait
+    until the web node on ``port`` serves its OpenAPI document. Stop it with
+    ``os.killpg(process.pid, signal.SIGTERM)``."""
+    import time
+
+    import httpx
+
+    process = subprocess.Popen(
+        command,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the web node did not start:\n" + log.read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)

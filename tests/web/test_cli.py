@@ -7,12 +7,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.conftest import UTF8, free_port
+from tests.conftest import UTF8, free_port, launch_web
 
 
 def test_up_then_remote_login_execute_put_get_snapshot(tmp_path: Path) -> None:
@@ -20,29 +17,19 @@ def test_up_then_remote_login_execute_put_get_snapshot(tmp_path: Path) -> None:
     env = {**UTF8, "REXEC_REMOTE_FILE": str(tmp_path / "remote.json")}
     env.pop("REXEC_ADMIN_PASSWORD", None)
     log = tmp_path / "up.log"
-    up = subprocess.Popen(
+    up = launch_web(
         [
             *(sys.executable, "-m", "rexec.cli", "up", "--port", str(web_port)),
             *("--compute-port", str(compute_port), "--pool-max", "3", "--log-level", "warning"),
             *("--database-url", f"sqlite:///{tmp_path / 'web.db'}"),
         ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**env, "COLUMNS": "200"},
-        cwd=tmp_path,
-        start_new_session=True,
+        web_port,
+        log,
+        {**env, "COLUMNS": "200"},
+        tmp_path,
     )
     url = f"http://127.0.0.1:{web_port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert up.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(f"{url}/openapi.json").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         match = re.search(r"password (\S+) \(shown once", log.read_text())
         assert match, log.read_text()
         password = match.group(1)

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import UTF8, free_port
+from tests.conftest import UTF8, free_port, launch_web
 
 URL = re.compile(r"(?:https?:)?//[^\s\"'<>()]+", re.IGNORECASE)
 
@@ -34,29 +33,20 @@ def web_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("docs-offline")
     port = free_port()
     log = root / "web.log"
-    process = subprocess.Popen(
+    process = launch_web(
         [
             *(sys.executable, "-m", "rexec.cli", "web", "--host", "127.0.0.1"),
             *("--port", str(port), "--compute", f"127.0.0.1:{free_port()}"),
             *("--database-url", f"sqlite:///{root / 'web.db'}", "--log-level", "warning"),
         ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**UTF8, "REXEC_ADMIN_PASSWORD": "admin-password-1"},
-        cwd=root,
-        start_new_session=True,
+        port,
+        log,
+        {**UTF8, "REXEC_ADMIN_PASSWORD": "admin-password-1"},
+        root,
+        timeout=60,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(f"{url}/openapi.json").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
