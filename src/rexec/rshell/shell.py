@@ -52,6 +52,11 @@ _BRACKET_LIMIT = 40
 OobHandler = Callable[[Sexp, int, bool], Sexp | None]
 
 
+#: Read at import, which workers do before they switch to the shell account: that
+#: account may not be able to read this package's files (a checkout under a 0700 dir).
+_HELPERS = resources.files("rexec.rshell").joinpath("helpers.R").read_bytes()
+
+
 class RShell:
     """The R of this process. Create after :func:`embedded.start_r`; one per process."""
 
@@ -65,7 +70,7 @@ class RShell:
         self._held = 0
         self._interruptible = False
         self.interrupted = ""  # why the last request was interrupted, if it was
-        source = resources.files("rexec.rshell").joinpath("helpers.R").read_bytes()
+        source = _HELPERS
         text = rlib.Rf_protect(rlib.Rf_mkString(source))
         exprs = rlib.Rf_protect(self._parse_vector(text))  # our own code: parses cleanly
         self._helpers = self.try_eval(rlib.VECTOR_ELT(exprs, 0))
