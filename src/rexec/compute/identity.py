@@ -40,6 +40,7 @@ PRELOAD = (
     "rexec.rshell.shell",
     "rexec.rshell.convert",
     "rexec.rshell.embedded",
+    "rexec.rshell.blas",
 )
 
 
