@@ -175,13 +175,21 @@ def rexec_serve(config: Path) -> list[str]:
     return [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)]
 
 
-def launch(name: str, port: int, command: list[str], log: Path) -> Server:
+def launch(
+    name: str,
+    port: int,
+    command: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Server:
     """Start a server process in a session of its own, its output going to ``log``."""
     process = subprocess.Popen(
         command,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        env=UTF8,
+        env=UTF8 if env is None else env,
+        cwd=cwd,
         start_new_session=True,
     )
     return Server(name, port, process, log)

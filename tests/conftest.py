@@ -153,14 +153,7 @@ def launch_web(
 
     import httpx
 
-    process = subprocess.Popen(
-        command,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
+    process = servers.launch("web", port, command, log, env=env, cwd=cwd).process
     deadline = time.monotonic() + timeout
     while True:
         assert process.poll() is None, log.read_text()
