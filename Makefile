@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-17-jdk-headless postgresql \
-                   libopenblas0-pthread chromium
+                   libopenblas0-pthread chromium \
+                   r-cran-plumber r-cran-jsonlite r-cran-httr r-cran-curl r-cran-testthat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint setup deps blas account venv bench soak clean
