@@ -65,8 +65,7 @@ TIMED = (
 
 
 def _value(client: Client, code: str) -> object:
-    value = to_python(client.eval(code))
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
+    return to_python(client.eval(code))  # a length-one vector is a scalar
 
 
 def start(directory: Path, threads: int | None) -> Server:

@@ -34,10 +34,8 @@ class Reply:
 
     def value(self) -> Any:
         assert self.ok, f"error status {self.status:#x}"
-        value = to_python(decode_params(self.payload)[0].value)
-        if isinstance(value, list) and len(value) == 1:
-            return value[0]  # a length-one vector, read as a scalar (as pyRserve does)
-        return value
+        # rexec.protocol.values' rules: a length-one vector is a scalar (as in pyRserve)
+        return to_python(decode_params(self.payload)[0].value)
 
 
 class RawClient:

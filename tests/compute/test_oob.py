@@ -5,8 +5,15 @@ from __future__ import annotations
 import pyRserve
 import pytest
 
-from rexec.protocol import Cmd, decode_params, message, sexp_param, string_param
-from rexec.protocol.codec import from_python, to_python
+from rexec.protocol import (
+    Cmd,
+    decode_params,
+    from_python,
+    message,
+    sexp_param,
+    string_param,
+    to_python,
+)
 from rexec.protocol.params import encode_params
 from tests.qap import RawClient
 
@@ -33,7 +40,7 @@ def test_oob_send_frame_matches_rserve_bytes(oob_server, rserve_with_oob) -> Non
         c.send(Cmd.EVAL, code)
         frame = _frame(c)
         assert frame == _frame(reference)  # header and payload, byte for byte
-        assert to_python(decode_params(frame[1])[0].value) == [["hi"], [1]]
+        assert to_python(decode_params(frame[1])[0].value) == ["hi", 1]
         assert _frame(c) == _frame(reference)  # then the eval's own reply
         assert c.eval("1L").value() == 1
 
@@ -47,12 +54,12 @@ def test_oob_message_returns_the_clients_answer(oob_server, rserve_with_oob) -> 
         c.send(Cmd.EVAL, code)
         frame = _frame(c)
         assert frame == _frame(reference)
-        assert to_python(decode_params(frame[1])[0].value) == ["q?"]
+        assert to_python(decode_params(frame[1])[0].value) == "q?"
         reference.send_raw(answer)
         c.send_raw(answer)
         final = _frame(c)
         assert final == _frame(reference)
-        assert to_python(decode_params(final[1])[0].value) == ["got yes"]
+        assert to_python(decode_params(final[1])[0].value) == "got yes"
 
 
 def test_pyrserve_oob_callback(oob_server) -> None:

@@ -1,4 +1,5 @@
-"""SEXP codec: decoder tolerance and strictness, strings, Python value helpers."""
+"""SEXP codec: decoder tolerance and strictness, strings, Python values (the one set of
+rules of rexec.protocol.values, here on the codec's own objects)."""
 
 from __future__ import annotations
 
@@ -66,14 +67,20 @@ def test_legacy_scalars_decode_to_arrays():
     assert decode_sexp(h("06040000 01000000"))[0] == Sexp(XT.ARRAY_BOOL, b"\x01")
 
 
+def decoded_strings(data: bytes) -> list[str | None]:
+    s, end = decode_sexp(data)
+    assert s.xt == XT.ARRAY_STR and end == len(data)
+    return decode_strings(s.value)
+
+
 def test_string_array_counts_nul_bytes_like_rserve():
-    assert to_python(decode_sexp(h("22040000 61006200"))[0]) == ["a", "b"]
-    assert to_python(decode_sexp(h("22040000 61000101"))[0]) == ["a"]
+    assert decoded_strings(h("22040000 61006200")) == ["a", "b"]
+    assert decode_sexp(h("22040000 61000101"))[0] == Sexp(XT.ARRAY_STR, b"a\x00")
     # NUL padding makes extra empty strings in Rserve too.
-    assert to_python(decode_sexp(h("22040000 61000000"))[0]) == ["a", "", ""]
+    assert decoded_strings(h("22040000 61000000")) == ["a", "", ""]
     # Bytes after the last NUL are ignored, whatever they are.
-    assert to_python(decode_sexp(h("22080000 6100ffff ffffffff"))[0]) == ["a"]
-    assert to_python(decode_sexp(h("22040000 01010101"))[0]) == []
+    assert decode_sexp(h("22080000 6100ffff ffffffff"))[0] == Sexp(XT.ARRAY_STR, b"a\x00")
+    assert decoded_strings(h("22040000 01010101")) == []
 
 
 def test_bool_and_raw_padding_content_is_ignored():
@@ -262,14 +269,18 @@ def test_to_python_values():
     na_real_quiet = h("a2070000 0000f87f")
     doubles = struct.pack("<d", 1.5) + NA_REAL_BYTES + na_real_quiet + h("00000000 0000f87f")
     converted = to_python(Sexp(XT.ARRAY_DOUBLE, doubles))
-    assert converted[:3] == [1.5, None, None]
-    assert math.isnan(converted[3])
+    assert converted[:3] == [1.5, None, None]  # NA_real_, signalling or quiet, is None
+    assert math.isnan(converted[3])  # any other NaN stays NaN
     assert to_python(ints(1, NA_INTEGER)) == [1, None]
+    assert to_python(ints(7)) == 7  # length one, no names: a scalar
+    assert to_python(ints(NA_INTEGER)) is None
+    assert to_python(ints()) == []
     assert to_python(Sexp(XT.ARRAY_BOOL, b"\x01\x00\x02")) == [True, False, None]
     assert to_python(Sexp(XT.ARRAY_CPLX, struct.pack("<2d", 1, 2) + NA_REAL_BYTES * 2)) == [
         1 + 2j,
         None,
     ]
+    assert to_python(Sexp(XT.ARRAY_STR, b"a\x00")) == "a"
     assert to_python(Sexp(XT.RAW, memoryview(b"ab"))) == b"ab"
     assert to_python(NULL) is None
     assert to_python(Sexp(XT.SYMNAME, "x")) == Symbol("x")
@@ -279,14 +290,28 @@ def test_to_python_values():
     assert to_python(env) is env
 
 
+def names(*values: str | None) -> Sexp:
+    return Sexp(
+        XT.LIST_TAG, [(Sexp(XT.ARRAY_STR, encode_strings(values)), Sexp(XT.SYMNAME, "names"))]
+    )
+
+
 def test_to_python_lists():
-    names = Sexp(XT.ARRAY_STR, encode_strings(["a", "b"]))
-    attr = Sexp(XT.LIST_TAG, [(names, Sexp(XT.SYMNAME, "names"))])
-    assert to_python(Sexp(XT.VECTOR, [ints(1), ints(2)], attr)) == {"a": [1], "b": [2]}
-    assert to_python(Sexp(XT.VECTOR, [ints(1)], attr)) == [[1]]  # names do not match
+    attr = names("a", "b")
+    assert to_python(Sexp(XT.VECTOR, [ints(1), ints(2)], attr)) == {"a": 1, "b": 2}
+    assert to_python(Sexp(XT.VECTOR, [ints(1)], attr)) == [1]  # names do not match
+    assert to_python(Sexp(XT.ARRAY_INT, ints(1, 2).value, attr)) == {"a": 1, "b": 2}
+    for unusable in (names("a", "a"), names("a", ""), names("a", None)):
+        assert to_python(Sexp(XT.VECTOR, [ints(1), ints(2)], unusable)) == [1, 2]
+        assert to_python(Sexp(XT.ARRAY_INT, ints(1, 2).value, unusable)) == [1, 2]
+    assert to_python(Sexp(XT.ARRAY_INT, ints(1).value, names(""))) == [1]  # named: no scalar
+    pairlist = Sexp(XT.LIST_TAG, [(ints(1), Sexp(XT.SYMNAME, "a")), (ints(2), NULL)])
+    assert to_python(pairlist) == [1, 2]
+    pairlist.value[1] = (ints(2), Sexp(XT.SYMNAME, "b"))
+    assert to_python(pairlist) == {"a": 1, "b": 2}
     call = Sexp(XT.LANG_TAG, [(Sexp(XT.SYMNAME, "f"), NULL), (ints(1), Sexp(XT.SYMNAME, "a"))])
-    assert to_python(call) == [(None, Symbol("f")), ("a", [1])]
-    assert to_python(Sexp(XT.LIST_NOTAG, [ints(3)])) == [[3]]
+    assert to_python(call) is call  # language objects stay Sexp
+    assert to_python(Sexp(XT.LIST_NOTAG, [ints(3)])) == [3]
 
 
 @pytest.mark.parametrize(
@@ -318,7 +343,7 @@ def test_from_python(obj, expected):
 def test_from_python_dict_and_buffers():
     value = from_python({"x": 1.5, "y": "b"})
     assert value.xt == XT.VECTOR
-    assert to_python(value) == {"x": [1.5], "y": ["b"]}
+    assert to_python(value) == {"x": 1.5, "y": "b"}
     doubles = array.array("d", [1.0, 2.0])
     assert from_python(doubles) == Sexp(XT.ARRAY_DOUBLE, doubles.tobytes())
     assert from_python(array.array("i", [3])) == ints(3)
@@ -334,8 +359,8 @@ def test_from_python_numpy_is_zero_copy():
     value = from_python(data)
     assert value.xt == XT.ARRAY_DOUBLE
     assert value.value.obj is data or np.shares_memory(np.frombuffer(value.value), data)
-    assert to_python(from_python(np.float64(2.5))) == [2.5]
-    assert to_python(from_python(np.int32(3))) == [3]
+    assert to_python(from_python(np.float64(2.5))) == 2.5
+    assert to_python(from_python(np.int32(3))) == 3
     assert to_python(from_python(np.arange(3, dtype=np.int32))) == [0, 1, 2]
 
 

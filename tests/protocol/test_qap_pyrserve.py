@@ -35,14 +35,15 @@ def test_pyrserve_eval_request():
     ("obj", "expected"),
     [
         (None, None),
-        (1, [1]),
-        (1.5, [1.5]),
-        ("x", ["x"]),
-        (True, [True]),
-        (1 + 2j, [1 + 2j]),
+        (1, 1),
+        (1.5, 1.5),
+        ("x", "x"),
+        (True, True),
+        (1 + 2j, 1 + 2j),
         (np.array([1.0, 2.0]), [1.0, 2.0]),
-        (np.arange(6, dtype=np.int32).reshape(2, 3), [0, 3, 1, 4, 2, 5]),
-        ([1, "a"], [[1], ["a"]]),
+        # column-major data and a dim attribute: rows again
+        (np.arange(6, dtype=np.int32).reshape(2, 3), [[0, 1, 2], [3, 4, 5]]),
+        ([1, "a"], [1, "a"]),
     ],
 )
 def test_pyrserve_assignments_decode(obj, expected):

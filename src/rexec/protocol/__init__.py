@@ -1,8 +1,12 @@
 """Sans-I/O QAP1 (Rserve) protocol: pure functions and small classes over bytes.
 
 The server, the Python client and the benchmarks share this codec; nothing here
-touches a socket or R.
+touches a socket or R. :mod:`rexec.protocol.values` holds the one set of rules for R
+values as Python and JSON values; ``to_python`` is its function, loaded on first use
+(it needs numpy, which the compute node itself never imports).
 """
+
+from typing import Any
 
 from rexec.protocol.codec import (
     Symbol,
@@ -11,7 +15,6 @@ from rexec.protocol.codec import (
     encode_sexp,
     encode_strings,
     from_python,
-    to_python,
 )
 from rexec.protocol.constants import (
     DT,
@@ -94,3 +97,11 @@ __all__ = [
     "to_python",
     "unpack_header",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "to_python":
+        from rexec.protocol.values import to_python
+
+        return to_python
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

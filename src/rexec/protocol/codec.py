@@ -9,7 +9,6 @@ vector data as zero-copy ``memoryview`` slices of the input and raises only
 
 from __future__ import annotations
 
-import math
 import struct
 import sys
 from collections.abc import Iterable
@@ -52,7 +51,8 @@ _CONTAINERS = _SEQUENCES | _PAIRLISTS | {XT.CLOS}
 
 
 class Symbol(str):
-    """An R symbol (``quote(x)``) as returned by :func:`to_python`, distinct from a string."""
+    """An R symbol (``quote(x)``), distinct from a string (as ``rexec.protocol.values``
+    returns it)."""
 
     __slots__ = ()
 
@@ -581,65 +581,6 @@ def decode_strings(data: BytesLike) -> list[str | None]:
         else p.decode("utf-8", "surrogateescape")
         for p in pieces
     ]
-
-
-def to_python(s: Sexp) -> Any:
-    """A plain Python rendering of ``s`` (lossy: attributes other than names are dropped).
-
-    Vectors become lists with NA as None, raw becomes bytes, a list with names becomes a
-    dict, tagged pairlists become lists of ``(name | None, value)``; closures, S4 and
-    other unusual objects are returned as the :class:`Sexp` itself.
-    """
-    xt, value = s.xt, s.value
-    if xt == XT.NULL:
-        return None
-    if xt == XT.ARRAY_INT:
-        ints = _unpack("i", value, 4)
-        return [None if v == NA_INTEGER else v for v in ints] if NA_INTEGER in ints else list(ints)
-    if xt == XT.ARRAY_DOUBLE:
-        return _doubles(value)
-    if xt == XT.ARRAY_CPLX:
-        parts = _doubles(value)
-        return [
-            None if re is None or im is None else complex(re, im)
-            for re, im in zip(parts[::2], parts[1::2], strict=True)
-        ]
-    if xt == XT.ARRAY_BOOL:
-        return [True if b == 1 else False if b == 0 else None for b in bytes(value)]
-    if xt == XT.ARRAY_STR:
-        return decode_strings(value)
-    if xt == XT.RAW:
-        return bytes(value)
-    if xt in (XT.STR, XT.SYMNAME):
-        return Symbol(value) if xt == XT.SYMNAME else value
-    if xt in _SEQUENCES:
-        items = [to_python(child) for child in value]
-        names = s.attribute("names")
-        if xt == XT.VECTOR and names is not None and names.xt == XT.ARRAY_STR:
-            keys = decode_strings(names.value)
-            if len(keys) == len(items) and None not in keys and len(set(keys)) == len(keys):
-                return dict(zip(keys, items, strict=True))
-        return items
-    if xt in _PAIRLISTS:
-        return [
-            (tag.value if tag.xt == XT.SYMNAME else None, to_python(item)) for item, tag in value
-        ]
-    return s
-
-
-def _unpack(fmt: str, data: BytesLike, size: int) -> tuple[Any, ...]:
-    view = byte_view(data)
-    return struct.unpack(f"<{view.nbytes // size}{fmt}", view)
-
-
-def _doubles(data: BytesLike) -> list[float | None]:
-    values = list(_unpack("d", data, 8))
-    if any(math.isnan(v) for v in values):
-        low_words = _unpack("I", data, 4)[::2]
-        for i, v in enumerate(values):
-            if math.isnan(v) and low_words[i] == _NA_REAL_LOW_WORD:
-                values[i] = None
-    return values
 
 
 _NA_REAL = struct.unpack("<d", struct.pack("<II", _NA_REAL_LOW_WORD, 0x7FF00000))[0]
