@@ -132,6 +132,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Most named pools (published service versions, each with its own template) a "
         "compute node runs besides its default pool.",
     ),
+    Setting(
+        "pools.max_data",
+        256 * 1024 * 1024,
+        "Largest data (a published service's snapshot and model, in bytes) a pool definition "
+        "may carry for its template to restore.",
+    ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
     Setting(

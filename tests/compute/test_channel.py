@@ -89,3 +89,27 @@ def test_a_line_begun_by_one_process_and_ended_by_another_is_a_violation() -> No
     with pytest.raises(ChannelViolation):
         loop.run_until_complete(asyncio.wait_for(reader.receive(), 5))
     loop.close()
+
+
+def test_descriptors_belong_to_the_line_they_were_sent_with() -> None:
+    """A shell that accepted a connection whose first request is a login sends
+    ``accepted`` then ``handback`` (with the socket) at once: one read returns both
+    lines, and the descriptor must come with ``handback``, not with ``accepted``."""
+    ours, theirs = socket.socketpair()
+    loop = asyncio.new_event_loop()
+    reader = AsyncChannelReader(ours, FROM_SHELL)
+    spare_a, spare_b = socket.socketpair()
+    accepted = json.dumps({"op": "accepted", "peer": "127.0.0.1", "port": 5}).encode() + b"\n"
+    theirs.sendall(accepted)
+    socket.send_fds(theirs, [b'{"op": "handback"}\n'], [spare_a.fileno()])
+    try:
+        first = loop.run_until_complete(reader.receive())
+        second = loop.run_until_complete(reader.receive())
+    finally:
+        loop.close()
+    assert first.message is not None and first.message["op"] == "accepted"
+    assert first.fds == []
+    assert second.message == {"op": "handback"} and len(second.fds) == 1
+    os.close(second.fds[0])
+    for sock in (ours, theirs, spare_a, spare_b):
+        sock.close()

@@ -110,3 +110,25 @@ def test_with_a_required_login_the_server_process_admits_every_connection(
     log = server.log_text()
     assert re.search(r"session=s\d+ client=\S+ event=accepted", log)
     assert not re.search(r"session=p\d+ client=\S+ event=accepted", log)
+
+
+def test_with_an_optional_login_shells_accept_and_hand_back_logins(rexec_factory, users) -> None:
+    """A users file without auth.required: anonymous clients are served by the shell
+    that accepted them; a client that logs in first is handed back (only the server
+    process reads the users file), and a wrong password is still refused there."""
+    server = rexec_factory(**{"auth.users_file": str(users), "pool.initial": 2})
+    with RawClient(server.port) as anonymous:
+        assert anonymous.eval("1L").value() == 1
+    with RawClient(server.port) as client:
+        assert login(client, "alice", "s3cret").ok
+        assert client.eval("2L").value() == 2
+    with RawClient(server.port) as client:
+        assert not login(client, "alice", "wrong").ok
+    deadline = time.monotonic() + 10
+    while "ok=False" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the refusal is logged after it was answered
+    log = server.log_text()
+    assert re.search(r"session=p\d+ client=\S+ event=accepted", log), log
+    assert "event=handback" in log, log
+    assert re.search(r"event=login user=alice ok=True", log), log
+    assert re.search(r"event=login user=- ok=False", log), log

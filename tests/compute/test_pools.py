@@ -137,3 +137,27 @@ def test_the_python_client_defines_uses_and_lists_pools(rexec_factory, users) ->
     rexec.client.remove_pool("scoring", **auth)
     with pytest.raises(rexec.client.ClientError, match="no such pool"):
         rexec.client.connect(pool="scoring", **auth)
+
+
+def test_a_pool_definition_carries_data_its_template_reads_once(rexec_factory, users) -> None:
+    """The data (a service's snapshot) is staged in a file only the shell account can
+    read, named by ``.rexec_pool_data`` while ``init`` runs, and removed afterwards."""
+    import rexec.client
+
+    server = _server(rexec_factory, users)
+    auth = {"port": server.port, "user": "alice", "password": "s3cret"}
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    init = (
+        "staged <- .rexec_pool_data; "
+        "blob <- readBin(staged, 'raw', file.size(staged)); "
+        "mode <- as.character(file.mode(staged)); rm(.rexec_pool_data)"
+    )
+    rexec.client.define_pool("blob", init, initial=1, max=2, data=payload, **auth)
+    with rexec.client.connect(pool="blob", **auth) as conn:
+        assert conn.eval("length(blob)") == len(payload)
+        assert bytes(conn.eval("blob")) == payload
+        assert conn.eval("mode") == "400"
+        assert conn.eval("file.exists(staged)") is False  # gone once the template started
+        assert conn.eval("exists('.rexec_pool_data')") is False
+    with rexec.client.connect(**auth) as plain:  # the default pool never saw it
+        assert plain.eval("exists('blob')") is False

@@ -182,3 +182,41 @@ async def aconnect(
     connection = AsyncConnection(host, port, timeout)
     await connection._open(user, password, fetch_pid=True, pool=pool)
     return connection
+
+
+# rexec's named pools, as rexec.client.define_pool & co. (each on a connection of its own).
+async def adefine_pool(
+    name: str,
+    init: str = "",
+    *,
+    initial: int = 1,
+    max: int = 4,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    timeout: float | None = 300.0,
+    data: bytes | None = None,
+) -> None:
+    connection = AsyncConnection(host, port, timeout)
+    await connection._open(user, password, fetch_pid=False)
+    async with connection:
+        await connection._run(_core.define_pool_op(name, init, initial, max, data))
+
+
+async def aremove_pool(
+    name: str, *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+) -> None:
+    connection = AsyncConnection(host, port, 30.0)
+    await connection._open(user, password, fetch_pid=False)
+    async with connection:
+        await connection._run(_core.remove_pool_op(name))
+
+
+async def apool_status(
+    *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    connection = AsyncConnection(host, port, timeout)
+    await connection._open(user, password, fetch_pid=False)
+    async with connection:
+        return await connection._run(_core.pool_status_op())

@@ -23,6 +23,7 @@ from rexec.protocol import (
     FrameBuffer,
     IdInfo,
     Sexp,
+    bytes_param,
     decode_params,
     error_status,
     int_param,
@@ -219,8 +220,9 @@ def cancel_op(pid: int) -> Operation:
 # rexec's named pools (rexec.compute.supervisor.pools); Rserve answers ERR_inv_cmd.
 
 
-def _pool_command(cmd: int, text: str) -> Operation:
-    frame = yield request(cmd, [string_param(text)])
+def _pool_command(cmd: int, text: str, data: BytesLike | None = None) -> Operation:
+    params = [string_param(text)] if data is None else [string_param(text), bytes_param(data)]
+    frame = yield request(cmd, params)
     status = _status(frame)
     if status is not None:
         reason = _message(frame)
@@ -245,9 +247,13 @@ def use_pool_op(name: str) -> Operation:
     yield from _pool_command(Cmd.USE_POOL, name)
 
 
-def define_pool_op(name: str, init: str, initial: int, most: int) -> Operation:
+def define_pool_op(
+    name: str, init: str, initial: int, most: int, data: BytesLike | None = None
+) -> Operation:
+    """``data``: bytes the pool's template finds in the file ``.rexec_pool_data`` names
+    (in R) while ``init`` runs, e.g. a snapshot to restore."""
     spec = {"name": name, "init": init, "initial": initial, "max": most}
-    yield from _pool_command(Cmd.DEFINE_POOL, json.dumps(spec))
+    yield from _pool_command(Cmd.DEFINE_POOL, json.dumps(spec), data)
 
 
 def remove_pool_op(name: str) -> Operation:

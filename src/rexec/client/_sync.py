@@ -194,13 +194,15 @@ def define_pool(
     user: str,
     password: str,
     timeout: float | None = 300.0,
+    data: bytes | None = None,
 ) -> None:
     """Start (or replace) the named pool whose template runs ``init`` once; returns when
-    its first shells are ready. Connections then choose it with ``connect(pool=name)``."""
+    its first shells are ready. Connections then choose it with ``connect(pool=name)``.
+    ``data`` is staged in a file for the template, named by ``.rexec_pool_data`` in R."""
     with Connection(
         host, port, user=user, password=password, timeout=timeout, _fetch_pid=False
     ) as c:
-        c._run(_core.define_pool_op(name, init, initial, max))
+        c._run(_core.define_pool_op(name, init, initial, max, data))
 
 
 def remove_pool(

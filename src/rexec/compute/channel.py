@@ -163,6 +163,12 @@ class AsyncChannelReader:
         passcred(sock)
         self._fd = sock.fileno()
         self._buffer = b""
+        self._start = 0  # stream offset of the buffer's first byte
+        #: Descriptors received, by the stream offset where the read carrying them ended:
+        #: the kernel ends a read after the segment they came with, and a sender sends
+        #: them with one whole line, so they belong to the line holding that offset's
+        #: last byte (a read may also return the lines before it).
+        self._fds: list[tuple[int, list[int]]] = []
         self._pid = 0
         self._eof = False
         self._waiter: Any = None
@@ -171,6 +177,8 @@ class AsyncChannelReader:
         """Stop reading: a pending :meth:`receive` returns at once, at end of stream."""
         self._eof = True
         self._buffer = b""
+        for fd in self._take_fds(None):
+            os.close(fd)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -180,10 +188,9 @@ class AsyncChannelReader:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        fds: list[int] = []
         while b"\n" not in self._buffer:
             if self._eof or self.sock.fileno() == -1:
-                return Received(None, [], self._pid)
+                return Received(None, self._take_fds(None), self._pid)
             ready = self._waiter = loop.create_future()
             loop.add_reader(self._fd, _settle, ready)
             try:
@@ -192,14 +199,15 @@ class AsyncChannelReader:
                 loop.remove_reader(self._fd)
                 self._waiter = None
             if self._eof:
-                return Received(None, [], self._pid)
+                return Received(None, self._take_fds(None), self._pid)
             try:
                 data, new_fds, pid = _recvmsg(self.sock)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 data, new_fds, pid = b"", [], 0
-            fds += new_fds
+            if new_fds:
+                self._fds.append((self._start + len(self._buffer) + len(data), new_fds))
             if pid and self._pid and pid != self._pid and self._buffer:
                 raise ChannelViolation(f"a line begun by pid {self._pid} continued by {pid}")
             self._pid = pid or self._pid
@@ -209,9 +217,26 @@ class AsyncChannelReader:
             if b"\n" not in self._buffer and len(self._buffer) > MAX_LINE:
                 raise ChannelViolation(f"a line of more than {MAX_LINE} bytes")
         line, _, self._buffer = self._buffer.partition(b"\n")
+        end = self._start + len(line) + 1
+        self._start = end
+        fds = self._take_fds(end)
         if len(line) > MAX_LINE:
+            for fd in fds:
+                os.close(fd)
             raise ChannelViolation(f"a line of {len(line)} bytes")
-        return Received(validate(line, self.schema), fds, self._pid)
+        try:
+            message = validate(line, self.schema)
+        except ChannelViolation:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return Received(message, fds, self._pid)
+
+    def _take_fds(self, end: int | None) -> list[int]:
+        """The descriptors that came with the stream up to ``end`` (None: all)."""
+        taken = [fd for stop, fds in self._fds if end is None or stop <= end for fd in fds]
+        self._fds = [(stop, fds) for stop, fds in self._fds if end is not None and stop > end]
+        return taken
 
 
 def _settle(future: Any) -> None:

@@ -36,9 +36,10 @@ from rexec.compute.channel import PEEK_LIMIT, Channel
 from rexec.compute.identity import become, shell_identity, shell_root
 from rexec.config import Config
 from rexec.protocol import framing
-from rexec.protocol.constants import HEADER_LENGTH, POOL_COMMANDS
+from rexec.protocol.constants import HEADER_LENGTH, POOL_COMMANDS, Cmd
 
 log = logging.getLogger("rexec.worker")
+_SERVER_COMMANDS = POOL_COMMANDS | {Cmd.LOGIN}
 
 #: ``handler(client, shell, channel, config, message)`` serves one connection; ``message``
 #: is the supervisor's ``serve`` message. An optional ``handler.warm_up(shell, config, channel)``
@@ -218,7 +219,7 @@ def _first_request(
             if need == 0 and not _for_the_server(client):
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
                 return client, {"session": f"p{os.getpid()}", "peer": peer, "user": None}
-            if need == 0:  # a pool command: the server process answers it
+            if need == 0:  # a login or pool command: the server process answers it
                 break
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)  # wake when whole
     finally:
@@ -230,9 +231,10 @@ def _first_request(
 
 
 def _for_the_server(client: socket.socket) -> bool:
-    """Whether the first request is one of rexec's pool commands."""
+    """Whether the first request is a login (only the server process reads the users
+    file) or one of rexec's pool commands."""
     header = client.recv(HEADER_LENGTH, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    return framing.unpack_header(header).cmd in POOL_COMMANDS
+    return framing.unpack_header(header).cmd in _SERVER_COMMANDS
 
 
 def _missing(client: socket.socket) -> int | None:

@@ -504,7 +504,7 @@ class Pool:
             sock.close()
             return
         log.info(
-            "session=%s client=%s event=handback reason='a pool command, or no first "
+            "session=%s client=%s event=handback reason='a login or pool command, or no first "
             "request within %ss'",
             shell.session,
             shell.peer,

@@ -12,11 +12,15 @@ is decided here, in the process that holds the truth, never by a shell.
 from __future__ import annotations
 
 import json
+import os
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from rexec.compute.channel import MAX_TEXT
+from rexec.compute.identity import shell_identity, shell_root
 from rexec.config import Config
 from rexec.protocol.constants import POOL_COMMANDS
 
@@ -36,6 +40,8 @@ class PoolSpec:
     init: str  # R code the pool's template runs once, after the node's own start-up code
     initial: int
     max: int
+    #: A file the template may read before ``init`` (the definition's data), or None.
+    data: Path | None = None
 
     @classmethod
     def parse(cls, text: bytes, config: Config) -> PoolSpec:
@@ -64,10 +70,36 @@ class PoolSpec:
     def config(self, base: Config) -> Config:
         """The node's configuration for this pool's template and shells."""
         values = base.to_dict()
-        values["startup.eval"] = [*base["startup.eval"], *([self.init] if self.init else [])]
+        prelude = [f".rexec_pool_data <- {json.dumps(str(self.data))}"] if self.data else []
+        code = [*prelude, *([self.init] if self.init else [])]
+        values["startup.eval"] = [*base["startup.eval"], *code]
         values["pool.initial"] = self.initial
         values["pool.max"] = self.max
         return Config(values)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "initial": self.initial, "max": self.max}
+
+    def with_data(self, data: bytes, config: Config) -> PoolSpec:
+        """This definition with ``data`` staged for its template: a new file of an
+        unguessable name in the shell account's directory, readable by that account only
+        (made with O_EXCL|O_NOFOLLOW: the directory is the shells' own, and a shell may
+        have planted links in it). Its path is ``.rexec_pool_data`` in R before ``init``
+        runs; :meth:`discard_data` removes it once the template has started."""
+        path = shell_root(config) / f"pooldata-{secrets.token_hex(16)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o400)
+        try:
+            identity = shell_identity(config)
+            if identity is not None:
+                os.fchown(fd, identity.uid, identity.gid)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return replace(self, data=path)
+
+    def discard_data(self) -> None:
+        if self.data is not None:
+            self.data.unlink(missing_ok=True)

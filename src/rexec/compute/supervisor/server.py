@@ -137,10 +137,11 @@ class ComputeServer:
 
     def _direct_listeners(self, config: Config) -> list[socket.socket]:
         """The listeners idle shells accept from (pool.direct_accept): the plain port's,
-        unless connections may need this process before their first ordinary request: a
-        login with a users file (only this process reads it; after a login come the
-        pool commands), a switch to TLS."""
-        needs_server = config["auth.required"] or config["auth.users_file"] or self.tls_switch
+        unless every connection needs this process before its first ordinary request: a
+        required login (only this process reads the users file), a switch to TLS. A
+        connection that starts with an optional login or a pool command is handed back
+        by the shell that accepted it."""
+        needs_server = config["auth.required"] or self.tls_switch
         if not config["pool.direct_accept"] or needs_server:
             return []
         return list(self._listeners)
@@ -371,7 +372,7 @@ class ComputeServer:
                 else:
                     await conn.send(framing.error(_switch_error(params, self.tls_switch)))
                 continue
-            if cmd in POOL_COMMANDS and length <= MAX_DEFINITION + 64:
+            if cmd in POOL_COMMANDS and length <= MAX_DEFINITION + config["pools.max_data"] + 64:
                 await conn.read(HEADER_LENGTH, deadline)
                 params = _params(await conn.read(length, deadline) if length else b"")
                 answer, chosen = await self._pool_command(cmd, params, user, session, where)
@@ -423,7 +424,18 @@ class ComputeServer:
             spec = PoolSpec.parse(text, self.config)
         except PoolSpecError as exc:
             return _failure(Err.INV_PAR, str(exc)), None
-        return await self._define_pool(spec, user), None
+        if len(params) > 1:  # the data its template restores (a service's snapshot)
+            if params[1].dt != DT.BYTESTREAM:
+                return _failure(Err.INV_PAR, "a pool's data is a byte stream"), None
+            try:
+                spec = spec.with_data(bytes(params[1].value), self.config)
+            except OSError as exc:
+                log.error("event=pool-failed pool=%s reason=%r", spec.name, str(exc))
+                return _failure(Err.UNAVAILABLE, f"cannot stage the pool's data: {exc}"), None
+        try:
+            return await self._define_pool(spec, user), None
+        finally:
+            spec.discard_data()  # the template has read it (or failed)
 
     async def _define_pool(self, spec: PoolSpec, user: str | None) -> bytes:
         """Start a named pool (its template runs the start-up code and ``init`` once);
