@@ -1,11 +1,14 @@
 """JSON for R values: what execute's parameters and the workspace's JSON views carry.
 
 Every value travels with a ``type`` so it can come back unchanged (docs/api.md has the
-table). Output: a length-one unnamed vector is a JSON scalar, other vectors arrays,
-named vectors and named lists objects, matrices arrays of rows, data frames
-``{column: [values]}``, factors their labels, dates ISO 8601 strings, NA/NaN/Inf null.
-Input: the same shapes; without a ``type`` the R type is inferred from the JSON
-(numbers with a fraction or exponent are numeric, without are integer).
+table). Output follows the rules of :mod:`rexec.protocol.values` (the Python client's
+too): a length-one unnamed vector is a JSON scalar, other vectors arrays, vectors and
+lists with unique non-empty names objects (other names are dropped), matrices arrays of
+rows, data frames ``{column: [values]}``, factors their labels, NA null; then for JSON
+NaN/Inf are null, dates ISO 8601 strings, raw base64. Input: the same shapes; without a
+``type`` the value is what the Python client sends for the same Python value
+(:func:`rexec.protocol.values.to_sexp`): numbers with a fraction or exponent are
+numeric, without integer (numeric outside 32 bits), null inside an array NA.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from rexec.client import convert as conv
 from rexec.protocol import NULL, XT, Sexp, from_python
-from rexec.protocol.constants import NA_INTEGER
+from rexec.protocol import values as conv
+from rexec.protocol.constants import NA_INTEGER, NA_REAL_BYTES
+
+_NA_REAL_BITS = np.frombuffer(NA_REAL_BYTES, dtype="<u8")[0]
 
 _ATOMIC_TYPES = {
     XT.ARRAY_BOOL: "logical",
@@ -75,65 +80,9 @@ def r_type(s: Sexp) -> str:
 
 
 def to_json(s: Sexp) -> Any:
-    """A JSON-ready Python value for ``s``; unsupported objects become None."""
-    if s.xt == XT.NULL:
-        return None
-    if conv.is_data_frame(s):
-        names = conv.attribute_strings(s, "names") or []
-        return {str(n): _vector(col) for n, col in zip(names, s.value, strict=False)}
-    if s.xt in (XT.VECTOR, XT.LIST_NOTAG):
-        items = [to_json(child) for child in s.value]
-        return _named(s, items, scalar=False)
-    if s.xt == XT.LIST_TAG:
-        return {
-            (tag.value if tag.xt == XT.SYMNAME else str(i)): to_json(item)
-            for i, (item, tag) in enumerate(s.value)
-        }
-    if s.xt in _ATOMIC_TYPES:
-        values = _vector(s)
-        shape = conv.dims(s)
-        if shape is not None and len(shape) >= 2:
-            return np.array(values, dtype=object).reshape(shape, order="F").tolist()
-        return _named(s, values, scalar=True)
-    if s.xt == XT.RAW:
-        return base64.b64encode(bytes(s.value)).decode("ascii")
-    if s.xt in (XT.STR, XT.SYMNAME):
-        return s.value
-    return None
-
-
-def _named(s: Sexp, items: list[Any], *, scalar: bool) -> Any:
-    names = conv.attribute_strings(s, "names")
-    if names is not None and len(names) == len(items):
-        return {(n if n is not None else "NA"): v for n, v in zip(names, items, strict=True)}
-    if scalar and len(items) == 1:
-        return items[0]
-    return items
-
-
-def _vector(s: Sexp) -> list[Any]:
-    """An atomic vector's elements as JSON scalars (NA, NaN and infinities as None)."""
-    if s.xt not in _ATOMIC_TYPES:
-        value = to_json(s)
-        return value if isinstance(value, list) else [value]
-    cls = conv.classes(s)
-    if "Date" in cls:
-        return [None if v is None else v.isoformat() for v in conv.python_vector(s)]
-    if "POSIXct" in cls:
-        return [
-            None if v is None else v.isoformat().replace("+00:00", "Z")
-            for v in conv.python_vector(s)
-        ]
-    if s.xt == XT.ARRAY_DOUBLE:
-        data = conv.numeric_array(s)
-        bad = ~np.isfinite(data)
-        values = data.tolist()
-        for i in np.flatnonzero(bad):
-            values[i] = None
-        return values
-    if s.xt == XT.ARRAY_CPLX:
-        return [None if v is None else str(v) for v in conv.python_vector(s)]
-    return conv.python_vector(s)
+    """A JSON-ready Python value for ``s``: :func:`rexec.protocol.values.to_python`'s
+    rules with JSON leaves (NaN/Inf null, ISO dates, base64 raw); unusual objects None."""
+    return conv.to_json(s)
 
 
 # ============================================================================ JSON -> R
@@ -150,28 +99,27 @@ def from_json(value: Any, type_: str | None = None) -> Sexp:
 
 
 def _infer(value: Any) -> Sexp:
-    if value is None:
-        return NULL
-    if isinstance(value, dict):
-        names = conv.strings(value.keys())
-        return Sexp(XT.VECTOR, [_infer(v) for v in value.values()], conv.attributes(names=names))
-    if isinstance(value, list):
-        if all(v is None or isinstance(v, bool | int | float | str) for v in value) and any(
-            v is not None for v in value
-        ):
-            kinds = {type(v) for v in value if v is not None}
-            if len(kinds) == 1 or kinds == {int, float}:
-                return _atomic(value)
-        return Sexp(XT.VECTOR, [_infer(v) for v in value])
-    if isinstance(value, bool | int | float | str):
-        return _atomic([value])
-    raise ConversionError(f"unsupported JSON value {value!r}")
+    """What the Python client sends for the same value (one rule for both)."""
+    if not _is_json(value):
+        raise ConversionError(f"unsupported JSON value {value!r}")
+    try:
+        return conv.to_sexp(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConversionError(f"cannot convert the value: {exc}") from None
 
 
-def _atomic(values: list[Any]) -> Sexp:
-    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**31 for v in values):
-        values = [None if v is None else float(v) for v in values]
-    return from_python(values)
+def _is_json(value: Any) -> bool:
+    """Only JSON's types, nested any depth (to_sexp would also take dates, numpy...)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif not (item is None or isinstance(item, bool | int | float | str)):
+            return False
+    return True
 
 
 def _elements(value: Any) -> tuple[list[Any], list[str] | None]:
@@ -221,7 +169,9 @@ def _vector_of(items: list[Any], type_: str) -> Sexp:
         return Sexp(XT.ARRAY_INT, np.array(ints, dtype="<i4").tobytes())
     if type_ == "numeric":
         floats = np.array([np.nan if v is None else _float(v) for v in items], dtype="<f8")
-        return conv.array_sexp(floats, missing_nan=True)
+        missing = np.array([v is None for v in items], dtype=bool)
+        floats.view("<u8")[missing] = _NA_REAL_BITS  # null is NA; a NaN stays NaN (to_sexp)
+        return Sexp(XT.ARRAY_DOUBLE, floats.tobytes())
     if type_ == "character":
         return conv.strings(None if v is None else str(v) for v in items)
     if type_ in ("factor", "ordered"):
