@@ -1,0 +1,4 @@
+library(testthat)
+library(rexecclient)
+
+test_check("rexecclient")
