@@ -174,7 +174,7 @@ backquote <- function(x) {
 # objects are serialize()d, gzip-compressed and base64-encoded, and decoded with base R
 # alone (no package needed on the compute node).
 modelInitCode <- function(model, modelName = "model") {
-  objects <- modelObjects(model, modelName)
+  objects <- lapply(modelObjects(model, modelName), detachFormulas)
   blob <- memCompress(serialize(objects, NULL, xdr = TRUE, version = 2L), type = "gzip")
   encoded <- jsonlite::base64_enc(blob)
   encoded <- gsub("[\r\n]", "", encoded)
@@ -204,6 +204,28 @@ modelObjects <- function(model, modelName) {
     return(as.list(env, all.names = TRUE))
   }
   setNames(list(model), modelName)
+}
+
+# The object with every formula's (and terms') environment replaced by the global
+# environment: a model fitted inside a function would otherwise carry that function's
+# whole frame (its local variables, perhaps a token or a big data set) to the server.
+# Other environments (closures such as splinefun()'s) are kept: the object needs them.
+detachFormulas <- function(x, depth = 0L) {
+  if (depth > 50L || is.environment(x) || is.function(x)) return(x)
+  if (inherits(x, "formula") && is.environment(attr(x, ".Environment"))) {
+    attr(x, ".Environment") <- globalenv()
+  }
+  if (is.list(x) && !is.data.frame(x) && length(x)) {
+    attrs <- attributes(x)
+    x <- lapply(x, detachFormulas, depth = depth + 1L)
+    attributes(x) <- attrs
+  }
+  attrs <- attributes(x)
+  for (a in setdiff(names(attrs), c("names", "dim", "dimnames", "class", "row.names",
+                                    ".Environment"))) {
+    attr(x, a) <- detachFormulas(attrs[[a]], depth + 1L)
+  }
+  x
 }
 
 initCodeLimit <- function() getOption("rexecclient.initCodeLimit", 51200)

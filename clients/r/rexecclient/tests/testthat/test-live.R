@@ -139,7 +139,8 @@ test_that("a batch runs every record", {
 test_that("a deleted service is gone: HTTP 404 with the server's message", {
   liveLogin()
   name <- uniqueName("gone")
-  publishService(name, code = "y <- 1", outputs = c(y = "numeric"), v = "1")
+  svc <- publishService(name, code = "y <- 1", outputs = c(y = "numeric"), v = "1")
+  expect_identical(svc$consume()$outputParameters$y, 1)
   expect_true(deleteService(name, "1"))
   err <- tryCatch(getService(name, "1"), error = identity)
   expect_s3_class(err, "rexecHttpError")

@@ -52,6 +52,25 @@ test_that("models of every size that fits decode exactly, in any length modulo 3
   expect_identical(runLocally(body, list(), "y")$y, 4)
 })
 
+test_that("a model fitted inside a function does not carry the function's frame", {
+  fit <- function() {
+    token <- "s3cr3t-token-value"
+    lm(mpg ~ wt, data = mtcars)
+  }
+  model <- fit()
+  body <- serviceBody("y <- predict(model, data.frame(wt = 3))", model = model,
+                      outputs = list(y = "numeric"))
+  sent <- detachFormulas(model)
+  expect_identical(environment(sent$terms), globalenv())
+  expect_identical(environment(attr(sent$model, "terms")), globalenv())
+  expect_false(grepl("s3cr3t", rawToChar(serialize(sent, NULL, ascii = TRUE))))
+  expect_equal(runLocally(body, list(), "y")$y, predict(model, data.frame(wt = 3)))
+  closure <- stats::splinefun(1:5, c(1, 4, 9, 16, 25))
+  body <- serviceBody("y <- f(2.5)", model = closure, modelName = "f",
+                      outputs = list(y = "numeric"))
+  expect_equal(runLocally(body, list(), "y")$y, closure(2.5))
+})
+
 test_that("a model too big for initCode is refused before anything is sent", {
   big <- stats::rnorm(1e5)
   expect_error(serviceBody(function(x) x + big[1], model = big, modelName = "big",
