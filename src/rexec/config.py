@@ -176,6 +176,14 @@ SETTINGS: tuple[Setting, ...] = (
         "such entries are refused and logged.",
     ),
     Setting(
+        "auth.remember_verified",
+        300.0,
+        "Seconds a password checked against an argon2 entry of the users file is remembered "
+        "(as an HMAC under a key held only in the server's memory; a changed password is "
+        "not), so a client that opens many connections (a web node) pays argon2 once, "
+        "not per connection. 0: every login runs argon2.",
+    ),
+    Setting(
         "session.workdir",
         "",
         "Parent of the per-session working directories (`conn<pid>`, removed when the "

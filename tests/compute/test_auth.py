@@ -326,3 +326,37 @@ def test_session_log_lines_are_structured(rexec_factory) -> None:
     assert "event=command cmd=0x3 bytes=" in text and "outcome=ok" in text
     assert "outcome=error 0x7f" in text
     assert "event=ended outcome=closed-by-client duration=" in text
+
+
+def test_a_verified_password_is_remembered_not_its_hash_check(users, monkeypatch) -> None:
+    """With ``remember`` a repeated login skips argon2 (a web node opens many
+    connections); a wrong password, or the right one after a password change, never
+    rides on the memory."""
+    from rexec.compute.supervisor import users as users_module
+
+    store = UsersFile(users, remember=60.0)
+    assert store.verify("alice", "s3cret")
+    checks = []
+
+    class Counting:  # argon2's hasher, counting its verifications
+        def __init__(self, real):
+            self.real = real
+
+        def verify(self, *args):
+            checks.append(args)
+            return self.real.verify(*args)
+
+        def hash(self, *args):
+            return self.real.hash(*args)
+
+    monkeypatch.setattr(users_module, "_hasher", Counting(users_module._hasher))
+    for _ in range(5):
+        assert store.verify("alice", "s3cret")
+    assert checks == []  # remembered: no argon2 run
+    assert not store.verify("alice", "wrong")
+    assert len(checks) == 1  # a wrong password is checked by argon2 (and fails)
+    store.add("alice", "n3w-secret")  # a new hash: the old password is forgotten
+    assert not store.verify("alice", "s3cret")
+    assert store.verify("alice", "n3w-secret")
+    forgetful = UsersFile(users, remember=0.0)
+    assert forgetful.verify("alice", "n3w-secret") and not forgetful._verified

@@ -40,7 +40,11 @@ class Logins:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.users = (
-            UsersFile(config["auth.users_file"], plaintext=config["auth.plaintext"])
+            UsersFile(
+                config["auth.users_file"],
+                plaintext=config["auth.plaintext"],
+                remember=config["auth.remember_verified"],
+            )
             if config["auth.users_file"]
             else None
         )

@@ -22,6 +22,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -168,11 +169,19 @@ class UsersFile:
     MD5/SHA-1 hex), as Rserve's ``plaintext enable``; off by default, and such entries
     are then refused with a logged reason naming the setting."""
 
-    def __init__(self, path: str | Path, *, plaintext: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, plaintext: bool = False, remember: float = 0.0
+    ) -> None:
         self.path = Path(path)
         self.plaintext = plaintext
         self._cached: tuple[tuple[int, int, int], list[Entry], int] | None = None
         self._lock = threading.Lock()
+        #: Seconds a password verified against an argon2 entry is remembered, as an HMAC
+        #: under a key that exists only in this process' memory, keyed by the entry's
+        #: hash (a changed password is a new hash). 0: every login runs argon2.
+        self.remember = remember
+        self._key = os.urandom(32)
+        self._verified: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     # reading -------------------------------------------------------------------
 
@@ -277,6 +286,27 @@ class UsersFile:
 
     # checking ------------------------------------------------------------------
 
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), "sha256").digest()
+
+    def _remembered(self, entry: Entry, password: str) -> bool:
+        if self.remember <= 0:
+            return False
+        with self._lock:
+            known = self._verified.get((entry.name, entry.secret))
+        if known is None or time.monotonic() > known[1]:
+            return False
+        return hmac.compare_digest(known[0], self._mac(password))
+
+    def _remember(self, entry: Entry, password: str) -> None:
+        if self.remember <= 0:
+            return
+        with self._lock:
+            if len(self._verified) >= 4096:
+                self._verified.clear()
+            until = time.monotonic() + self.remember
+            self._verified[(entry.name, entry.secret)] = (self._mac(password), until)
+
     def verify(self, name: str, password: str, salt: str | None = None) -> bool:
         """Check a login. ``salt``: the crypt salt this connection was greeted with
         (``ARuc``); then ``password`` may also be the password ``crypt()``-ed with it,
@@ -293,8 +323,11 @@ class UsersFile:
             return False
         for entry in candidates:
             if entry.hashed:
+                if self._remembered(entry, password):
+                    return True
                 try:
                     if _hasher.verify(entry.secret, password):
+                        self._remember(entry, password)
                         return True
                 except (VerificationError, InvalidHashError):
                     pass
