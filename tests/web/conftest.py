@@ -156,3 +156,44 @@ def web_db(request, compute_node: Server, tmp_path_factory) -> Iterator[Web]:
     if started.node.db.kind == "postgresql":  # leave PostgreSQL empty for the next module
         Base.metadata.drop_all(started.node.db.engine)
         started.node.db.dispose()
+
+
+COMPUTE_USER, COMPUTE_PASSWORD = "webnode", "compute-secret-1"
+
+
+@pytest.fixture(scope="session")
+def services_compute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A compute node with a users file (defining service pools needs a verified
+    login): the web node logs in as ``webnode``; a login stays optional for others."""
+    from rexec.compute.supervisor.users import UsersFile
+
+    root = tmp_path_factory.mktemp("services-compute")
+    users = root / "users"
+    UsersFile(users).add(COMPUTE_USER, COMPUTE_PASSWORD)
+    server = start_rexec(
+        root,
+        **{
+            "auth.users_file": str(users),
+            "pool.initial": 2,
+            "pool.max": 8,
+            "pool.wait_timeout": 3.0,
+        },
+    )
+    yield server
+    server.stop()
+
+
+def services_settings(compute: Server, database_url: str, **overrides: object) -> WebSettings:
+    node = ComputeNode(port=compute.port, pool_max=8, user=COMPUTE_USER, password=COMPUTE_PASSWORD)
+    values: dict[str, object] = {"batch_lease": 3.0, "service_reconcile_interval": 5.0}
+    values.update(overrides)
+    return settings_for(compute, database_url, compute_nodes=(node,), **values)
+
+
+@pytest.fixture(scope="module")
+def services_web(services_compute: Server, tmp_path_factory) -> Iterator[Web]:
+    """A web node (SQLite) whose compute node hosts service pools."""
+    db = tmp_path_factory.mktemp("services-web") / "web.db"
+    started = start_web(services_settings(services_compute, f"sqlite:///{db}"))
+    yield started
+    stop_web(started)

@@ -13,10 +13,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from rexec.web import api_auth, api_sessions, api_snapshots, docs, errors
+from rexec.web import api_auth, api_services, api_sessions, api_snapshots, docs, errors
 from rexec.web.auth import Auth, CurrentUser
+from rexec.web.batch import Batches
 from rexec.web.compute import Compute
 from rexec.web.db import Database
+from rexec.web.services import Services
 from rexec.web.sessions import Sessions
 from rexec.web.settings import WebSettings
 
@@ -32,18 +34,23 @@ class WebNode:
     auth: Auth
     compute: Compute
     sessions: Sessions
+    services: Services
+    batches: Batches
     started: float = field(default_factory=time.time)
 
     @classmethod
     def build(cls, settings: WebSettings) -> WebNode:
         db = Database(settings.database_url)
         compute = Compute(settings)
+        services = Services(db, compute)
         return cls(
             settings,
             db,
             Auth(db, settings),
             compute,
             Sessions(db, compute, settings.session_idle_timeout),
+            services,
+            Batches(db, services, settings),
         )
 
 
@@ -63,17 +70,27 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reaper = asyncio.ensure_future(node.sessions.reap())
+        # The batch queue is bound to this event loop (uvicorn's).
+        node.batches.wake = asyncio.Event()
+        loops = [
+            asyncio.ensure_future(node.sessions.reap()),
+            asyncio.ensure_future(node.services.keep_reconciling()),
+            asyncio.ensure_future(node.batches.run()),
+        ]
         try:
             yield
         finally:
-            reaper.cancel()
+            for task in loops:
+                task.cancel()
+            await node.batches.close()
+            await node.services.close()
             await node.sessions.close_all()
 
     app = FastAPI(
         title="rexec web node",
         version="1",
-        description="Sessions, execution, workspaces, files and snapshots on R compute nodes.",
+        description="Sessions, execution, workspaces, files and snapshots on R compute nodes; "
+        "published R services, called one record at a time or in batches.",
         lifespan=lifespan,
         docs_url=None,  # served by rexec.web.docs from local assets
         redoc_url=None,
@@ -84,6 +101,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     app.include_router(api_auth.router)
     app.include_router(api_sessions.router)
     app.include_router(api_snapshots.router)
+    app.include_router(api_services.router)
 
     @app.get("/status", tags=["status"])
     def status(user: CurrentUser, request: Request) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The web node's database (SQLAlchemy 2): users, refresh tokens, sessions, history, snapshots.
+"""The web node's database (SQLAlchemy 2): users, refresh tokens, sessions, history,
+snapshots, published services and their batches.
 
 SQLite by default, PostgreSQL by URL; only web nodes touch it. Times are naive UTC.
 """
@@ -15,11 +16,13 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     select,
@@ -107,6 +110,73 @@ class Snapshot(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     size: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Service(Base):
+    """A published service version. ``revision`` changes whenever what its pools'
+    templates run changes (initCode, its data, the pool sizes): pools are named by it."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    operation_id: Mapped[str] = mapped_column(String(128))
+    code: Mapped[str] = mapped_column(Text)
+    init_code: Mapped[str] = mapped_column(Text, default="")
+    snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    #: What the template restores (a tar.gz of workspace.rds, files/, model.*), or None.
+    data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, nullable=True))
+    inputs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    outputs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    output_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    runtime_type: Mapped[str] = mapped_column(String(16), default="R")
+    timeout: Mapped[float] = mapped_column(Float)
+    isolation: Mapped[str] = mapped_column(String(16), default="shell")
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    pool_initial: Mapped[int] = mapped_column(Integer)
+    pool_max: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Batch(Base):
+    """A batch execution: its items are queued in ``batch_items``, claimed by whichever
+    web node has room (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    service_id: Mapped[int] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: queued, running, complete, failed (no item succeeded) or cancelled
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    parallel_count: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BatchItem(Base):
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    #: queued, running, done (it ran: see result.success), failed (it could not run to
+    #: the end: timed out, shell died, its web node stopped) or cancelled
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: A running item whose lease ran out lost its web node: it fails, never runs again.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Database:

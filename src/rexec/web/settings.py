@@ -53,6 +53,35 @@ class WebSettings:
     #: Delay after the n-th consecutive failed login: min(base * 2 ** (n - 1), max).
     login_delay_base: float = 0.25
     login_delay_max: float = 8.0
+    #: Published services: pool sizes a new service version gets on each compute node.
+    service_pool_initial: int = 1
+    service_pool_max: int = 4
+    #: Largest maxPoolSize ``POST /services/{name}/{version}/pool`` accepts.
+    service_pool_limit: int = 16
+    #: Calls one shell serves (isolation "shell") before it is replaced by a fresh one.
+    service_recycle_after: int = 100
+    #: Seconds a call waits for a free shell of its service before 503.
+    service_wait: float = 5.0
+    #: Default and largest per-call timeout (seconds) of a service.
+    service_timeout: float = 60.0
+    service_max_timeout: float = 3600.0
+    #: Largest initCode (characters; it travels to the compute node with the pool).
+    service_max_init_code: int = 40 * 1024
+    #: Largest snapshot + model data of a service (bytes).
+    service_max_data: int = 256 * 1024 * 1024
+    #: Seconds a compute node has to start a service's template (restore + initCode).
+    service_define_timeout: float = 300.0
+    #: Seconds a service record is cached by the call path (PATCH and DELETE on another
+    #: web node take this long to be seen here).
+    service_cache_ttl: float = 2.0
+    #: Seconds between checks that every compute node runs the pools of every service.
+    service_reconcile_interval: float = 30.0
+    #: Largest parallelCount of a batch, and items this web node runs at once.
+    batch_parallel_max: int = 8
+    batch_workers: int = 8
+    #: Seconds a running batch item's claim lasts without renewal: a web node that
+    #: stopped loses its items after this long, and they fail (they never run twice).
+    batch_lease: float = 30.0
 
     def with_env(self, environ: dict[str, str] | None = None) -> WebSettings:
         """Override scalar settings from ``REXEC_WEB_<NAME>`` variables."""
