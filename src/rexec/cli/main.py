@@ -175,8 +175,10 @@ def show_config() -> None:
 
 
 from rexec.cli import remote as _remote  # noqa: E402 - sub-apps registered last
+from rexec.cli import services as _services  # noqa: E402
 from rexec.cli import web as _web  # noqa: E402
 
 app.command("web")(_web.web)
 app.command("up")(_web.up)
 app.add_typer(_remote.app, name="remote")
+app.add_typer(_services.app, name="services")

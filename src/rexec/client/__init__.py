@@ -15,6 +15,21 @@ from rexec.client._core import ClientError, ConnectionLost, RError
 from rexec.client._sync import Connection, connect, define_pool, pool_status, remove_pool
 from rexec.protocol import Sexp, Symbol
 
+#: The web node's client, :mod:`rexec.client.web` (published services over REST).
+_WEB = ("BatchError", "Service", "ServiceError", "ServiceInfo", "ServiceResult")
+_WEB += ("WebClient", "WebError", "login")
+
+
+def __getattr__(name: str) -> object:
+    """The web client (:mod:`rexec.client.web`), imported on first use: httpx is not
+    loaded for QAP connections."""
+    if name in _WEB:
+        from rexec.client import web
+
+        return getattr(web, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AsyncConnection",
     "ClientError",
@@ -28,4 +43,5 @@ __all__ = [
     "define_pool",
     "pool_status",
     "remove_pool",
+    *_WEB,
 ]
