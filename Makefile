@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := r-base-core r-base-dev r-cran-rserve r-cran-rsclient openjdk-
                    r-cran-plumber r-cran-jsonlite r-cran-httr r-cran-curl r-cran-testthat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint setup deps blas account venv bench soak clean
+.PHONY: run test lint setup deps blas account venv bench bench-services soak clean
 
 run: setup
 	$(VENV)/bin/rexec up
@@ -74,6 +74,9 @@ soak: setup
 # Benchmarks against a real Rserve (not tests: no timing assertions). ARGS=--quick for < 1 min.
 bench: setup
 	$(PY) -m bench $(ARGS)
+
+bench-services: setup
+	$(PY) -m bench.services $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
