@@ -264,3 +264,23 @@ def test_login_errors_and_tokens(services_web) -> None:
         client.token = "expired"  # refreshed with the refresh token
         assert isinstance(client.services(), list)
         assert client.token != "expired"
+
+
+def test_roles_readers_consume_contributors_own_their_names(web: WebClient, services_web) -> None:
+    services_web.user("ann", "Contributor").close()
+    services_web.user("rita", "Reader").close()
+    name = unique("roles")
+    with login(services_web.url, "ann", "password-123") as ann:
+        ann.publish_service(
+            name, "y <- x * 3L", version="1", inputs={"x": "integer"}, outputs={"y": "integer"}
+        )
+        assert ann.service_info(name, "1").owner == "ann"
+    with login(services_web.url, "rita", "password-123") as rita:
+        assert rita.service(name, "1")(x=2).outputs["y"] == 6
+        with pytest.raises(WebError) as forbidden:
+            rita.publish_service(unique("mine"), "y <- 1")
+        assert forbidden.value.status == 403
+        with pytest.raises(WebError) as not_hers:
+            rita.delete_service(name, "1")
+        assert not_hers.value.status == 403
+    web.delete_service(name, "1")  # an Owner may

@@ -119,8 +119,9 @@ def test_inline_code_r_error_and_output_files(run, tmp_path: Path) -> None:
 
 def test_pool_and_batch(run, tmp_path: Path) -> None:
     name = unique("cli-batch")
+    code = "if (isTRUE(x < 0)) stop('negative')\ny <- x * 2\nz <- paste(label, flag)"
     ok(run(
-        "publish", name, "-v", "1", "-c", "y <- x * 2\nz <- paste(label, flag)",
+        "publish", name, "-v", "1", "-c", code,
         "-i", "x:numeric", "-i", "label:character", "-i", "flag:logical",
         "-o", "y:numeric", "-o", "z:character",
     ))  # fmt: skip
@@ -145,16 +146,20 @@ def test_pool_and_batch(run, tmp_path: Path) -> None:
     )  # fmt: skip
     ok(batch)
     assert "20 records, 20 succeeded" in batch.stderr
+    assert "20/20" in batch.stderr and "complete" in batch.stderr  # the progress bar
     results = json.loads(out.read_text())
     assert [r["index"] for r in results] == list(range(20))
     assert [r["outputParameters"]["y"] for r in results] == [2.0 * i for i in range(20)]
     assert results[3]["outputParameters"]["z"] == "r3 FALSE"
 
-    (tmp_path / "records.csv").write_text("x,label,flag\n1.5,a,true\n,b,false\n")
+    (tmp_path / "records.csv").write_text("x,label,flag\n1.5,a,true\n,b,false\n-1,c,true\n")
     from_csv = run("batch", name, "1", "--file", str(tmp_path / "records.csv"), "--no-progress")
-    rows = json.loads(ok(from_csv))
-    assert [r["outputParameters"]["y"] for r in rows] == [3.0, None]
-    assert [r["outputParameters"]["z"] for r in rows] == ["a TRUE", "b FALSE"]
+    assert from_csv.exit_code == 1 and "failed records: 2" in from_csv.stderr
+    assert "━" not in from_csv.stderr  # no progress bar
+    rows = json.loads(from_csv.stdout)
+    assert [r["outputParameters"].get("y") for r in rows] == [3.0, None, None]
+    assert [r["outputParameters"].get("z") for r in rows] == ["a TRUE", "b FALSE", None]
+    assert not rows[2]["success"] and "negative" in rows[2]["errorMessage"]
     ok(run("delete", name, "1"))
 
 

@@ -403,19 +403,28 @@ def batch(
     user: UserOption = "admin",
     password: PasswordOption = None,
 ) -> None:
-    """Run a file of records as a batch; writes the results (JSON, in record order).
-    Exits 1 when any record failed or the batch did not complete."""
+    """Run a file of records as a batch; writes the results (JSON, in record order; a
+    record left without a result by a cancelled batch is null). Exits 1 when any record
+    failed or the batch did not complete."""
+    from rexec.client.web import BatchError
+
+    state = "complete"
     with _Calls(url, user, password) as web:
         service = web.service(name, version)
         records = _batch_records(file, service)
-        results = service.batch(records, parallel_count=parallel, progress=progress)
-    answers = [r.raw for r in results]
+        try:
+            results = service.batch(records, parallel_count=parallel, progress=progress)
+        except BatchError as exc:
+            state, results = exc.state, exc.results  # type: ignore[assignment]
+    answers = [None if r is None else r.raw for r in results]
     text = json.dumps(answers, indent=2, ensure_ascii=False)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
-    failed = [r.index if r.index is not None else i for i, r in enumerate(results) if not r.success]
+    failed = [i for i, r in enumerate(results) if r is None or not r.success]
     console.print(f"{len(results)} records, {len(results) - len(failed)} succeeded")
+    if state != "complete":
+        raise _fail(f"the batch was {state}")
     if failed:
         raise _fail(f"failed records: {', '.join(map(str, failed))}")
