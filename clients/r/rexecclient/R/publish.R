@@ -22,16 +22,23 @@ updateService <- function(name, v, code = NULL, model = NULL, inputs = NULL, out
   path <- paste0("/services/", seg(name), "/", seg(v))
   current <- request(conn, "GET", path)
   body <- list()
-  if (!is.null(code) || !is.null(model) || !is.null(initCode)) {
-    # Code, model and inputs belong together: rebuild them from what is given plus the
-    # current definitions.
-    if (is.null(code)) stop("updating the model or initCode needs the code too", call. = FALSE)
-    inputs <- inputs %||% definitionsAsList(current$inputParameterDefinitions)
-    outputs <- outputs %||% definitionsAsList(current$outputParameterDefinitions)
-    built <- serviceBody(code = code, model = model, modelName = modelSymbol(substitute(model)),
-                         inputs = inputs, outputs = outputs, initCode = initCode)
-    body[c("code", "initCode")] <- built[c("code", "initCode")]
+  if (!is.null(code)) {
+    # The function's call is built from the inputs and outputs: the current ones unless
+    # new ones are given.
+    built <- serviceBody(code = code, initCode = initCode,
+                         inputs = inputs %||% definitionsAsList(current$inputParameterDefinitions),
+                         outputs = outputs %||%
+                           definitionsAsList(current$outputParameterDefinitions))
+    body$code <- built$code
+    body$initCode <- built$initCode
+  } else if (!is.null(initCode)) {
+    if (grepl(".rexecFunction <- ", current$initCode %||% "", fixed = TRUE)) {
+      stop("this version was published from a function, which its initCode defines: ",
+           "give the function (code) with the new initCode", call. = FALSE)
+    }
+    body$initCode <- paste(initCode, collapse = "\n")
   }
+  if (!is.null(model)) body$model <- modelPayload(model, modelSymbol(substitute(model)))
   if (!is.null(inputs)) body$inputParameterDefinitions <- parameterDefinitions(inputs, "inputs")
   if (!is.null(outputs)) {
     body$outputParameterDefinitions <- parameterDefinitions(outputs, "outputs")
@@ -66,7 +73,6 @@ serviceBody <- function(code, model = NULL, modelName = "model", inputs = list()
     if (!is.character(initCode)) stop("initCode must be a string of R code", call. = FALSE)
     init <- c(init, paste(initCode, collapse = "\n"))
   }
-  if (!is.null(model)) init <- c(init, modelInitCode(model, modelName))
   if (is.function(code)) {
     wrapped <- functionCode(code, inputNames, outputNames)
     init <- c(init, wrapped$initCode)
@@ -81,10 +87,8 @@ serviceBody <- function(code, model = NULL, modelName = "model", inputs = list()
     stop("code must be a function, a string of R code or the path of an .R file", call. = FALSE)
   }
   body <- list(code = code)
-  if (length(init)) {
-    body$initCode <- paste(init, collapse = "\n")
-    checkInitCodeSize(body$initCode, !is.null(model))
-  }
+  if (length(init)) body$initCode <- paste(init, collapse = "\n")
+  if (!is.null(model)) body$model <- modelPayload(model, modelName)
   body$snapshotId <- snapshot
   body$description <- description
   body$operationId <- alias
@@ -170,40 +174,29 @@ backquote <- function(x) {
   ifelse(make.names(x) == x, x, paste0("`", gsub("`", "\\\\`", x), "`"))
 }
 
-# R code that defines the model's objects in the service's global environment: the
-# objects are serialize()d, gzip-compressed and base64-encoded, and decoded with base R
-# alone (no package needed on the compute node).
-modelInitCode <- function(model, modelName = "model") {
-  objects <- lapply(modelObjects(model, modelName), detachFormulas)
-  blob <- memCompress(serialize(objects, NULL, xdr = TRUE, version = 2L), type = "gzip")
-  encoded <- jsonlite::base64_enc(blob)
-  encoded <- gsub("[\r\n]", "", encoded)
-  paste0(
-    "local({\n",
-    "  .b64 <- \"", encoded, "\"\n",
-    "  x <- match(strsplit(.b64, \"\")[[1L]], c(LETTERS, letters, 0:9, \"+\", \"/\")) - 1L\n",
-    "  x <- x[!is.na(x)]; n <- length(x); x <- c(x, integer((4L - n %% 4L) %% 4L))\n",
-    "  m <- matrix(x, 4L)\n",
-    "  b <- rbind(m[1L, ] * 4L + m[2L, ] %/% 16L, (m[2L, ] %% 16L) * 16L + m[3L, ] %/% 4L,\n",
-    "             (m[3L, ] %% 4L) * 64L + m[4L, ])\n",
-    "  b <- as.raw(b)[seq_len((n * 3L) %/% 4L)]\n",
-    "  list2env(unserialize(memDecompress(b, type = \"gzip\")), envir = globalenv())\n",
-    "})"
-  )
+# The publish body's `model`: base64 of an .RData file (save() output) holding the model's
+# objects under their names, or of the .rds / .RData file given. The web node restores it
+# in the service's template before initCode (an .rds as `model`, an .RData's objects
+# under their names); its size limit is the web node's (256 MiB by default).
+modelPayload <- function(model, modelName = "model") {
+  if (isModelFile(model)) {
+    if (!file.exists(model)) stop("model file ", model, " does not exist", call. = FALSE)
+    bytes <- readBin(model, "raw", file.size(model))
+  } else {
+    objects <- setNames(list(detachFormulas(model)), modelName)
+    env <- new.env(parent = emptyenv())
+    list2env(objects, envir = env)
+    file <- tempfile(fileext = ".RData")
+    on.exit(unlink(file))
+    save(list = names(objects), envir = env, file = file)
+    bytes <- readBin(file, "raw", file.size(file))
+  }
+  gsub("[\r\n]", "", jsonlite::base64_enc(bytes))
 }
 
-# The named list of objects a model stands for: an object (named after the argument), or
-# the objects of an .RData file, or the object of an .rds file.
-modelObjects <- function(model, modelName) {
-  if (is.character(model) && length(model) == 1L && !is.na(model) &&
-      grepl("\\.(rdata|rda|rds)$", tolower(model))) {
-    if (!file.exists(model)) stop("model file ", model, " does not exist", call. = FALSE)
-    if (grepl("\\.rds$", tolower(model))) return(list(model = readRDS(model)))
-    env <- new.env(parent = emptyenv())
-    load(model, envir = env)
-    return(as.list(env, all.names = TRUE))
-  }
-  setNames(list(model), modelName)
+isModelFile <- function(model) {
+  is.character(model) && length(model) == 1L && !is.na(model) &&
+    grepl("\\.(rdata|rda|rds)$", tolower(model))
 }
 
 # The object with every formula's (and terms') environment replaced by the global
@@ -226,22 +219,4 @@ detachFormulas <- function(x, depth = 0L) {
     attr(x, a) <- detachFormulas(attrs[[a]], depth + 1L)
   }
   x
-}
-
-initCodeLimit <- function() getOption("rexecclient.initCodeLimit", 51200)
-
-checkInitCodeSize <- function(initCode, hasModel) {
-  size <- nchar(initCode, type = "bytes")
-  limit <- initCodeLimit()
-  if (size > limit) {
-    stop(sprintf(paste0(
-      "the service's initCode would take %d bytes, more than the web node's limit of %d ",
-      "(about %d KiB)%s. Publish a smaller model (for lm/glm: lm(..., model = FALSE), ",
-      "or strip $model, $qr$qr, $residuals, $fitted.values, $effects when predict() does ",
-      "not need them), or put the model in a snapshot and publish with snapshot = <id>."),
-      size, limit, limit %/% 1024,
-      if (hasModel) ": the model, serialized, compressed and base64-encoded, is too big" else ""),
-      call. = FALSE)
-  }
-  invisible(size)
 }

@@ -15,14 +15,25 @@ uniqueName <- function(prefix) {
          paste(sample(c(letters, 0:9), 6, TRUE), collapse = ""))
 }
 
-# What a publish body does, run in a fresh R process the way a compute node runs it:
-# initCode, then the inputs assigned, then code; the outputs are returned.
+# What a publish body does, run in a fresh R process the way a compute node runs it: the
+# model restored (an .RData's objects by name, an .rds as `model`), initCode, then the
+# inputs assigned, then code; the outputs are returned.
 runLocally <- function(body, inputs, outputNames) {
   dir <- tempfile("rexec-local-")
   dir.create(dir)
   on.exit(unlink(dir, recursive = TRUE))
   saveRDS(inputs, file.path(dir, "inputs.rds"))
+  restore <- NULL
+  if (!is.null(body$model)) {
+    model <- file.path(dir, "model")
+    writeBin(jsonlite::base64_dec(body$model), model)
+    restore <- sprintf(paste0(
+      "con <- gzfile(%1$s, 'rb'); magic <- rawToChar(readBin(con, 'raw', 3L)); close(con)\n",
+      "if (magic == 'RDX') load(%1$s, globalenv()) else ",
+      "assign('model', readRDS(%1$s), globalenv())"), deparse(model))
+  }
   script <- c(
+    restore,
     if (!is.null(body$initCode)) body$initCode,
     sprintf("list2env(readRDS(%s), globalenv())", deparse(file.path(dir, "inputs.rds"))),
     body$code,

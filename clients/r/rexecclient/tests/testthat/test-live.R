@@ -25,7 +25,7 @@ test_that("a function with an lm model predicts what R predicts here", {
 
   answer <- svc$consume(wt = 3.1, hp = 120)
   expect_true(answer$success)
-  expected <- unname(predict(carsModel, data.frame(wt = 3.1, hp = 120)))
+  expected <- predict(carsModel, data.frame(wt = 3.1, hp = 120))  # named "1", as here
   expect_equal(answer$outputParameters$mpg, expected, tolerance = 1e-12)
   expect_equal(answer$output("mpg"), expected, tolerance = 1e-12)
 
@@ -34,12 +34,40 @@ test_that("a function with an lm model predicts what R predicts here", {
   wt <- c(2.2, 3.5, 4.1)
   hp <- c(95, 180, 230)
   expect_equal(again$predictMpg(wt, hp)$outputParameters$mpg,
-               unname(predict(carsModel, data.frame(wt = wt, hp = hp))), tolerance = 1e-12)
+               predict(carsModel, data.frame(wt = wt, hp = hp)), tolerance = 1e-12)
 
   listed <- as.data.frame(listServices(name))
   expect_identical(listed$version, "1.0")
   expect_true(name %in% as.data.frame(listServices())$name)
   expect_output(print(again), "wt: numeric, hp: numeric")
+})
+
+test_that("a model far bigger than initCode's limit, fitted inside a function", {
+  liveLogin()
+  name <- uniqueName("big")
+  fit <- function() {
+    n <- 20000
+    data <- data.frame(x1 = stats::rnorm(n), x2 = stats::runif(n))
+    data$y <- 3 * data$x1 - 2 * data$x2 + stats::rnorm(n)
+    lm(y ~ x1 + x2, data = data)
+  }
+  bigModel <- fit()
+  expect_gt(length(serialize(bigModel, NULL)), 1e6)
+  svc <- publishService(name, code = function(x1, x2) {
+    unname(predict(bigModel, data.frame(x1 = x1, x2 = x2)))
+  }, model = bigModel, inputs = list(x1 = "numeric", x2 = "numeric"),
+  outputs = list(y = "numeric"), v = "1")
+  on.exit(deleteService(name, "1"), add = TRUE)
+  expect_equal(svc$consume(x1 = c(0.5, -1), x2 = c(0.2, 0.9))$outputParameters$y,
+               unname(predict(bigModel, data.frame(x1 = c(0.5, -1), x2 = c(0.2, 0.9)))),
+               tolerance = 1e-12)
+  # A model from an .rds file is `model` there.
+  rds <- tempfile(fileext = ".rds")
+  saveRDS(c(a = 10, b = 20), rds)
+  svc <- publishService(name, code = "y <- model[[key]]", model = rds,
+                        inputs = c(key = "character"), outputs = c(y = "numeric"), v = "rds")
+  on.exit(deleteService(name, "rds"), add = TRUE)
+  expect_identical(svc$consume(key = "b")$outputParameters$y, 20)
 })
 
 test_that("data frames go in and come out, with NA", {
@@ -116,6 +144,12 @@ test_that("code as a string, a generated version and the default version", {
   expect_identical(default$consume(x = 1)$outputParameters$y, 101)
   expect_identical(getService(name, "2")$consume(x = 1)$outputParameters$y, -99)
   expect_length(listServices(name), 2L)
+  updated <- updateService(name, "2", description = "minus", isDefault = TRUE)
+  expect_identical(updated$description, "minus")
+  expect_identical(getService(name)$version, "2")
+  expect_identical(getService(name)$consume(x = 1)$outputParameters$y, -99)
+  updated <- updateService(name, "2", code = function(x) x * 1000, inputs = c(x = "numeric"))
+  expect_identical(updated$consume(x = 2)$outputParameters$y, 2000)
 })
 
 test_that("a batch runs every record", {

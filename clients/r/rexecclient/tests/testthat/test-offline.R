@@ -33,23 +33,33 @@ test_that("several outputs are taken from the function's named list", {
   expect_error(runLocally(wrong, list(x = 1), c("a", "b")), "failed locally")
 })
 
-test_that("models of every size that fits decode exactly, in any length modulo 3", {
-  for (n in 1:5) {
-    model <- as.raw(seq_len(n * 7 + n %% 3))
-    body <- serviceBody("y <- length(m)", model = model, modelName = "m",
-                        outputs = list(y = "integer"))
-    expect_identical(runLocally(body, list(), "y")$y, length(model))
-  }
+test_that("models travel in the model field: objects by name, .RData and .rds files", {
+  model <- as.raw(1:200)
+  body <- serviceBody("y <- length(m)", model = model, modelName = "m",
+                      outputs = list(y = "integer"))
+  expect_null(body$initCode)
+  expect_identical(runLocally(body, list(), "y")$y, 200L)
   file <- tempfile(fileext = ".RData")
   a <- 1:3
   b <- "two"
   save(a, b, file = file)
   body <- serviceBody("y <- paste(b, sum(a))", model = file, outputs = list(y = "character"))
+  expect_identical(jsonlite::base64_dec(body$model), readBin(file, "raw", file.size(file)))
   expect_identical(runLocally(body, list(), "y")$y, "two 6")
   rds <- tempfile(fileext = ".rds")
   saveRDS(c(x = 2), rds)
   body <- serviceBody("y <- model[['x']] * 2", model = rds, outputs = list(y = "numeric"))
   expect_identical(runLocally(body, list(), "y")$y, 4)
+  expect_error(serviceBody("y <- 1", model = "missing.rds"), "does not exist")
+})
+
+test_that("a big model does not go through initCode", {
+  big <- stats::rnorm(1e5)
+  body <- serviceBody(function(i) big[i], model = big, modelName = "big",
+                      inputs = list(i = "integer"), outputs = list(y = "numeric"))
+  expect_lt(nchar(body$initCode), 1000)
+  expect_gt(nchar(body$model), 8e5)
+  expect_identical(runLocally(body, list(i = 7L), "y")$y, big[7])
 })
 
 test_that("a model fitted inside a function does not carry the function's frame", {
@@ -69,13 +79,6 @@ test_that("a model fitted inside a function does not carry the function's frame"
   body <- serviceBody("y <- f(2.5)", model = closure, modelName = "f",
                       outputs = list(y = "numeric"))
   expect_equal(runLocally(body, list(), "y")$y, closure(2.5))
-})
-
-test_that("a model too big for initCode is refused before anything is sent", {
-  big <- stats::rnorm(1e5)
-  expect_error(serviceBody(function(x) x + big[1], model = big, modelName = "big",
-                           inputs = list(x = "numeric"), outputs = list(y = "numeric")),
-               "limit of 51200")
 })
 
 test_that("the function's arguments must match the inputs", {
