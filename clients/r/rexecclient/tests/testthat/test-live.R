@@ -9,6 +9,16 @@ test_that("a wrong password is an HTTP 401 error", {
   expect_match(conditionMessage(err), "HTTP 401")
 })
 
+test_that("a rejected access token is refreshed once; a logged-out connection is refused", {
+  conn <- liveLogin()
+  expect_output(print(conn), Sys.getenv("REXEC_USER"))
+  conn$accessToken <- "not-a-token"
+  expect_s3_class(listServices(conn = conn), "rexecServiceList")
+  expect_false(identical(conn$accessToken, "not-a-token"))
+  remoteLogout(conn)
+  expect_error(listServices(conn = conn), "logged out")
+})
+
 test_that("a function with an lm model predicts what R predicts here", {
   conn <- liveLogin()
   name <- uniqueName("mpg")
@@ -150,6 +160,26 @@ test_that("code as a string, a generated version and the default version", {
   expect_identical(getService(name)$consume(x = 1)$outputParameters$y, -99)
   updated <- updateService(name, "2", code = function(x) x * 1000, inputs = c(x = "numeric"))
   expect_identical(updated$consume(x = 2)$outputParameters$y, 2000)
+})
+
+test_that("printed output, output files and the service's OpenAPI document", {
+  liveLogin()
+  name <- uniqueName("files")
+  svc <- publishService(name, code = function(text) {
+    print(paste("got", text))
+    writeLines(text, "out.txt")
+    nchar(text)
+  }, inputs = list(text = "character"), outputs = list(n = "integer"),
+  artifacts = "out.txt", v = "1")
+  on.exit(deleteService(name, "1"), add = TRUE)
+  answer <- svc$consume(text = "hello")
+  expect_identical(answer$outputParameters$n, 5L)
+  expect_match(answer$consoleOutput, "got hello")
+  expect_identical(answer$outputFiles[["out.txt"]], charToRaw("hello\n"))
+  expect_output(print(answer), "got hello")
+  doc <- svc$swagger()
+  expect_identical(doc$info$version, "1")
+  expect_true(paste0("/api/", name, "/1") %in% names(doc$paths))
 })
 
 test_that("a batch runs every record", {
