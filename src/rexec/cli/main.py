@@ -40,6 +40,7 @@ def serve(
     pool_max: Annotated[int | None, typer.Option(help="pool.max")] = None,
     pool_mode: Annotated[str | None, typer.Option(help="pool.mode: fork or spawn")] = None,
     log_level: Annotated[str | None, typer.Option(help="log.level")] = None,
+    users_file: Annotated[Path | None, typer.Option(help="auth.users_file")] = None,
     allow_root: Annotated[
         bool, typer.Option("--allow-root", help="Let R shells run as root (shell.allow_root).")
     ] = False,
@@ -69,6 +70,7 @@ def serve(
         "pool.max": pool_max,
         "pool.mode": pool_mode,
         "log.level": log_level,
+        "auth.users_file": str(users_file) if users_file else None,
         "shell.allow_root": True if allow_root else None,
     }
     given = {key: v for key, v in flags.items() if v is not None}

@@ -115,6 +115,9 @@ def up(
         command += ["--config", str(config_file)]
     if pool_max is not None:
         command += ["--pool-max", str(pool_max)]
+    compute_user, compute_password, private = _compute_login(cfg)
+    if private is not None:  # a users file of our own: the web node's login alone
+        command += ["--users-file", str(private)]
     # Same process group: whoever stops `rexec up` (Ctrl-C, a service manager's killpg)
     # stops the compute node with it.
     compute = subprocess.Popen(command)
@@ -127,8 +130,8 @@ def up(
             [f"127.0.0.1:{compute_port}"],
             cfg["pool.max"],
             idle_timeout,
-            None,
-            None,
+            compute_user,
+            compute_password,
         )
         _run_web(settings, log_level)
     finally:
@@ -138,6 +141,36 @@ def up(
                 compute.wait(40)
             except subprocess.TimeoutExpired:
                 compute.kill()
+
+
+def _compute_login(cfg) -> tuple[str | None, str | None, Path | None]:
+    """The web node's login on the compute node ``rexec up`` starts (publishing a
+    service defines pools there, which needs a verified login): with a users file of
+    the configuration's, REXEC_COMPUTE_USER and REXEC_COMPUTE_PASSWORD name one of its
+    users; without, a users file holding one generated user is made for this run, in a
+    private directory (logins stay optional for other clients, as before)."""
+    import secrets
+    import tempfile
+
+    if cfg["auth.users_file"]:
+        user = os.environ.get("REXEC_COMPUTE_USER")
+        if user is None:
+            console.print(
+                "[yellow]the compute node has a users file: set REXEC_COMPUTE_USER and "
+                "REXEC_COMPUTE_PASSWORD to one of its users to publish services[/yellow]"
+            )
+        return user, os.environ.get("REXEC_COMPUTE_PASSWORD"), None
+    from rexec.compute.supervisor.users import UsersFile
+
+    directory = Path(tempfile.mkdtemp(prefix="rexec-up-"))
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, directory, True)
+    password = secrets.token_urlsafe(24)
+    users = directory / "users"
+    UsersFile(users).add("rexec-web", password)
+    return "rexec-web", password, users
 
 
 def _wait_for_compute(process: subprocess.Popen[bytes], port: int, timeout: float = 120) -> None:

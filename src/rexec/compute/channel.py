@@ -50,6 +50,7 @@ FROM_SHELL: dict[str, dict[str, type]] = {
 FROM_TEMPLATE: dict[str, dict[str, type]] = {
     "ready": {},
     "result": {"ok": bool},
+    "failed": {"reason": str},  # its start-up code failed (then it exits)
 }
 
 

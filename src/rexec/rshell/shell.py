@@ -357,10 +357,12 @@ def start(startup: Startup = Startup()) -> RShell:
     """Start R in this process, run the start-up code and return the shell."""
     embedded.start_r(startup.r_args)
     shell = RShell()
-    for package in startup.packages:
-        shell.run_code(f"library({package!r})".encode())
-    for path in startup.source:
-        shell.run_code(f"source({path!r})".encode())
-    for code in startup.eval:
-        shell.run_code(code.encode())
+    steps = [f"library({package!r})" for package in startup.packages]
+    steps += [f"source({path!r})" for path in startup.source]
+    for code in [*steps, *startup.eval]:
+        try:
+            shell.run_code(code.encode())
+        except RError as exc:  # say what R said (the status alone tells nothing)
+            said = capi.error_message().decode("utf-8", "replace").strip()
+            raise RError(exc.status, said or str(exc)) from None
     return shell

@@ -129,6 +129,7 @@ class Service(Base):
     snapshot_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     #: What the template restores (a tar.gz of workspace.rds, files/, model.*), or None.
     data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, nullable=True))
+    data_size: Mapped[int] = mapped_column(Integer, default=0)  # 0: no data
     inputs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     outputs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     output_files: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -61,12 +61,7 @@ local({
     for (name in setdiff(search(), base$search)) {
       if (name %in% search()) try(detach(name, character.only = TRUE), silent = TRUE)
     }
-    if (is.null(base$seed)) {
-      if (exists(".Random.seed", envir = globalenv(), inherits = FALSE))
-        rm(".Random.seed", envir = globalenv())
-    } else {
-      assign(".Random.seed", base$seed, envir = globalenv())
-    }
+    if (!is.null(base$seed)) assign(".Random.seed", base$seed, envir = globalenv())
     created <- setdiff(ls(globalenv(), all.names = TRUE), c(base$names, ".Random.seed"))
     if (length(created)) rm(list = created, envir = globalenv())
   }
@@ -74,8 +69,8 @@ local({
   rexec_service_call <- function(code, inputs, outputs, output_files, timeout) {
     if (is.null(base$started)) {  # this shell's first call: its own seed (set at fork)
       base$started <- TRUE
-      base$seed <- if (exists(".Random.seed", envir = globalenv(), inherits = FALSE))
-        get(".Random.seed", envir = globalenv())
+      if (!exists(".Random.seed", envir = globalenv(), inherits = FALSE)) stats::runif(1)
+      base$seed <- get(".Random.seed", envir = globalenv())
     }
     dir <- tempfile("call")
     dir.create(dir)

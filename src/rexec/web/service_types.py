@@ -97,7 +97,7 @@ def convert(type_: str, value: Any) -> Sexp:
         kinds = {_kind(v) for v in value if v is not None}
         if None in kinds or len(kinds) > 1:
             raise InputError("a vector holds scalars of one kind (numbers, strings or booleans)")
-        kind = kinds.pop() if kinds else "logical"
+        kind = kinds.pop() if kinds else "boolean"  # all NA: a logical vector, as in R
         target = {"number": "numeric", "string": "character", "boolean": "logical"}[kind]
         if target == "numeric" and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value if v is not None

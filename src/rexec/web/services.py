@@ -97,7 +97,7 @@ class ServiceDef:
             row.code,
             row.init_code or "",
             row.snapshot_id,
-            row.data is not None,
+            row.data_size > 0,
             service_types.parse_parameters(row.inputs, "inputs"),
             service_types.parse_parameters(row.outputs, "outputs"),
             tuple(row.output_files or ()),
@@ -266,6 +266,8 @@ class Services:
             values["data"] = await asyncio.to_thread(
                 self._service_data, user, body.get("snapshotId"), body.get("model")
             )
+            values["data_size"] = len(values["data"])
+            values["snapshot_id"] = body.get("snapshotId")
         values.setdefault("pool_initial", self.settings.service_pool_initial)
         values.setdefault("pool_max", self.settings.service_pool_max)
         # The row first (so the name is taken), its pools next; no pool, no service.
@@ -471,6 +473,7 @@ class Services:
                 else None
             )
             values["snapshot_id"] = body.get("snapshotId")
+            values["data_size"] = len(values["data"] or b"")
         old = await self.get_fresh(name, version)
         rebuild = data_changed or ("init_code" in values and values["init_code"] != old.init_code)
         await asyncio.to_thread(self._apply, user, name, version, values, rebuild)

@@ -126,6 +126,8 @@ def serve_one(
         log.exception("shell %d failed", os.getpid())
         code = 1
     finally:
+        # Ending anyway: a SIGTERM now (the server draining) must not cut the clean-up.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         os.chdir("/")
         shutil.rmtree(workdir, ignore_errors=True)
         if tempdir:
@@ -267,7 +269,11 @@ def _handed_over(channel: Channel) -> tuple[socket.socket, dict[str, Any]] | Non
 
 def run_template(channel: Channel, config: Config, handler: Handler, listeners: list[int]) -> None:
     """Initialise R once, then fork a shell for every ``fork`` request until EOF."""
-    shell = _start_r(config)
+    try:
+        shell = _start_r(config)
+    except Exception as exc:  # the start-up code's error, for whoever defined the pool
+        channel.send({"op": "failed", "reason": str(exc)[:4000]})
+        raise
     _prepare_forks()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # shells are reaped by the kernel
     channel.send({"op": "ready"})

@@ -584,6 +584,7 @@ class Pool:
         await asyncio.wait_for(asyncio.shield(self._template_ready), 120)
 
     async def _watch_template(self, template: Worker, ready: asyncio.Future[None]) -> None:
+        failure = ""
         while True:
             try:
                 received = await template.reader.receive()
@@ -602,6 +603,8 @@ class Pool:
                 ready.set_result(None)
                 log.info("R template %d ready", template.pid)
                 self.maintain()
+            elif message.get("op") == "failed":
+                failure = message["reason"]
             elif message.get("op") == "result":
                 reply = self._template_reply
                 if reply is not None and not reply.done():
@@ -610,7 +613,8 @@ class Pool:
         assert template.process is not None
         code = await template.process.wait()
         if not ready.done():
-            ready.set_exception(RuntimeError(f"R template failed to start (exit {code})"))
+            reason = f": {failure}" if failure else ""
+            ready.set_exception(RuntimeError(f"R template failed to start (exit {code}){reason}"))
             return
         if not self._stopping and template is self.template:  # not one replaced on reload
             log.error("R template exited (code %s); starting a new one", code)

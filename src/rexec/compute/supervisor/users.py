@@ -169,9 +169,7 @@ class UsersFile:
     MD5/SHA-1 hex), as Rserve's ``plaintext enable``; off by default, and such entries
     are then refused with a logged reason naming the setting."""
 
-    def __init__(
-        self, path: str | Path, *, plaintext: bool = False, remember: float = 0.0
-    ) -> None:
+    def __init__(self, path: str | Path, *, plaintext: bool = False, remember: float = 0.0) -> None:
         self.path = Path(path)
         self.plaintext = plaintext
         self._cached: tuple[tuple[int, int, int], list[Entry], int] | None = None
