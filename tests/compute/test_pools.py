@@ -161,3 +161,36 @@ def test_a_pool_definition_carries_data_its_template_reads_once(rexec_factory, u
         assert conn.eval("exists('.rexec_pool_data')") is False
     with rexec.client.connect(**auth) as plain:  # the default pool never saw it
         assert plain.eval("exists('blob')") is False
+
+
+def test_a_named_pool_shell_is_cancelled_by_its_own_user_only(rexec_factory, users) -> None:
+    """CMD_cancel reaches shells of named pools (a service call past its timeout), and
+    only the user the shell serves may send it, even where logins are optional."""
+    import threading
+
+    import rexec.client
+    from rexec.protocol import int_param
+
+    server = _server(rexec_factory, users)
+    auth = {"port": server.port, "user": "alice", "password": "s3cret"}
+    rexec.client.define_pool("long", "x <- 1", initial=1, max=2, **auth)
+    with rexec.client.connect(pool="long", **auth) as conn:
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(conn.eval("{Sys.sleep(20); 'finished'}"))
+            except rexec.client.RError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(0.5)
+        with RawClient(server.port) as anonymous:  # no login: refused
+            anonymous.send(Cmd.CANCEL, int_param(conn.pid))
+            assert anonymous.reply().status == Err.INV_PAR
+        started = time.monotonic()
+        assert conn.cancel() is True
+        worker.join(10)
+        assert time.monotonic() - started < 5
+        assert isinstance(outcome[0], rexec.client.RError), outcome  # interrupted

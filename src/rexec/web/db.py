@@ -117,7 +117,8 @@ class Service(Base):
     templates run changes (initCode, its data, the pool sizes): pools are named by it."""
 
     __tablename__ = "services"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    #: AUTOINCREMENT: SQLite would reuse a deleted row's id, and pools are named by it.
+    __table_args__ = (UniqueConstraint("name", "version"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[str] = mapped_column(String(64))

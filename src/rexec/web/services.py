@@ -238,6 +238,8 @@ class Services:
 
     def forget(self, name: str, version: str | None = None) -> None:
         self._defaults.pop(name, None)
+        for service_id in [i for i, key in self._names.items() if key[0] == name]:
+            del self._names[service_id]
         for key in [k for k in self._cache if k[0] == name and version in (None, k[1])]:
             del self._cache[key]
 

@@ -532,12 +532,18 @@ class ComputeServer:
         return _OK if self._interrupt(params[0].value, user, who) else framing.error(Err.INV_PAR)
 
     def _interrupt(self, pid: int, user: str | None, who: str) -> bool:
-        """CMD_cancel: SIGINT the busy shell ``pid``. With authentication on, only a
-        session of the same user may be cancelled."""
+        """CMD_cancel: SIGINT the busy shell ``pid``. With authentication on, and always
+        for a named pool's shell (a service's), only a session of the same user may be
+        cancelled."""
         target = self.pool.busy_shell(pid)
+        named = None
+        if target is None:  # a shell of a named pool: only the user it serves may
+            named = next((t for p in self.pools.values() if (t := p.busy_shell(pid))), None)
+            target = named
         if target is None:
             return False
-        if self.config["auth.required"] and (user is None or target.user != user):
+        strict = self.config["auth.required"] or named is not None
+        if strict and (user is None or target.user != user):
             log.warning("session %s may not cancel session %s", who, target.session)
             return False
         os.kill(target.pid, signal.SIGINT)
