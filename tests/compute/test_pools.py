@@ -194,3 +194,31 @@ def test_a_named_pool_shell_is_cancelled_by_its_own_user_only(rexec_factory, use
         worker.join(10)
         assert time.monotonic() - started < 5
         assert isinstance(outcome[0], rexec.client.RError), outcome  # interrupted
+
+
+def test_the_node_s_limits_apply_to_named_pool_shells(rexec_factory, users) -> None:
+    """A published service's shells are the node's shells: limits.memory and
+    limits.eval_timeout hold there as in the default pool."""
+    import pytest
+
+    import rexec.client
+
+    server = rexec_factory(
+        **{
+            "auth.users_file": str(users),
+            "pool.initial": 1,
+            "limits.memory": 1024 * 1024 * 1024,
+            "limits.eval_timeout": 1.0,
+        }
+    )
+    auth = {"port": server.port, "user": "alice", "password": "s3cret"}
+    rexec.client.define_pool("limited", "x <- 1", initial=1, max=2, **auth)
+    with rexec.client.connect(pool="limited", **auth) as conn:
+        with pytest.raises(rexec.client.RError, match="cannot allocate"):
+            conn.eval("numeric(4e8)")  # 3.2 GB: past the address-space limit
+        assert conn.eval("length(numeric(1e6))") == 1_000_000
+    with rexec.client.connect(pool="limited", **auth) as conn:
+        started = time.monotonic()
+        with pytest.raises(rexec.client.ClientError):
+            conn.eval("Sys.sleep(30)")
+        assert time.monotonic() - started < 10

@@ -589,3 +589,37 @@ def test_a_compute_node_restart_loses_no_service(admin, services_web: Web) -> No
     )
     services_web.node.services._lanes.clear()  # as after a restart: no connection held
     assert _call(admin, "again/1", {}).json()["outputParameters"]["x"] == 1
+
+
+def test_a_call_writes_nothing_and_waits_for_no_database_writer(services_web: Web, admin, cars):
+    """While another process holds SQLite's write lock, a session request (it records
+    its execution) waits in a worker thread; service calls, which write nothing, keep
+    being answered: neither the call path nor the event loop waits for the database."""
+    import sqlite3
+    import threading
+
+    assert _call(admin, "cars/v1", {"wt": 3, "hp": 100}).json()["success"]
+    session = admin.post("/sessions", json={}).json()["id"]
+    database = services_web.node.db.url.removeprefix("sqlite:///")
+    blocker = sqlite3.connect(database, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer lock, held
+    outcome: list[int] = []
+    writer = threading.Thread(
+        target=lambda: outcome.append(
+            admin.post(f"/sessions/{session}/execute", json={"code": "1"}).status_code
+        )
+    )
+    try:
+        writer.start()
+        time.sleep(0.3)
+        for _ in range(5):
+            started = time.monotonic()
+            assert _call(admin, "cars/v1", {"wt": 3, "hp": 100}).json()["success"]
+            assert time.monotonic() - started < 1.0
+        assert writer.is_alive() and not outcome  # the execution still waits for the lock
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        writer.join(30)
+    assert outcome == [200]
+    admin.delete(f"/sessions/{session}")

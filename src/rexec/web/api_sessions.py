@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 from typing import Annotated, Any
@@ -106,7 +107,7 @@ def get_session(session_id: str, user: CurrentUser, request: Request) -> dict[st
 async def delete_session(session_id: str, user: CurrentUser, request: Request) -> dict[str, str]:
     """Close the session: its R shell ends, its record and history are deleted."""
     sessions = _sessions(request)
-    sessions.record(user, session_id)
+    await asyncio.to_thread(sessions.record, user, session_id)
     await sessions.close(session_id)
     return {"message": "deleted"}
 
@@ -371,6 +372,6 @@ async def load_snapshot(
     """Restore a snapshot's objects and files into the session (existing ones are replaced)."""
     sessions = _sessions(request)
     live = await sessions.get(user, session_id)
-    content = sessions.snapshot_content(user, snapshot_id)
+    content = await asyncio.to_thread(sessions.snapshot_content, user, snapshot_id)
     await sessions.use(live, lambda c: c.call("rexec_restore", content))
     return {"message": "loaded"}

@@ -68,7 +68,11 @@ class Sessions:
 
     # ------------------------------------------------------------------ lifetime
     async def open(self, user: Principal, name: str, snapshot_id: str | None) -> RSession:
-        content = self.snapshot_content(user, snapshot_id) if snapshot_id else None
+        content = (
+            await asyncio.to_thread(self.snapshot_content, user, snapshot_id)
+            if snapshot_id
+            else None
+        )
         connection, node = await self.compute.open()
         try:
             info = await connection.eval(rcode.SETUP, timeout=60)
@@ -78,14 +82,18 @@ class Sessions:
             await connection.close()
             self.compute.release(node)
             raise ApiError(503, f"could not prepare an R session: {exc}") from exc
-        with self.db.session() as db:
-            row = RSession(owner_id=user.id, name=name, node=node.config.name)
-            db.add(row)
-            db.flush()
+        row = await asyncio.to_thread(self._insert, user, name, node.config.name)
         self.live[row.id] = Live(
             row.id, user.id, connection, node, str(info["workdir"]), str(info["tempdir"])
         )
         log.info("session %s opened for %s on %s", row.id, user.username, node.config.name)
+        return row
+
+    def _insert(self, user: Principal, name: str, node: str) -> RSession:
+        with self.db.session() as db:
+            row = RSession(owner_id=user.id, name=name, node=node)
+            db.add(row)
+            db.flush()
         return row
 
     async def close(self, session_id: str, state: str | None = None) -> None:
@@ -94,6 +102,9 @@ class Sessions:
         if live is not None:
             await live.connection.close()
             self.compute.release(live.node)
+        await asyncio.to_thread(self._mark, session_id, state)
+
+    def _mark(self, session_id: str, state: str | None) -> None:
         with self.db.session() as db:
             row = db.get(RSession, session_id)
             if row is not None:
@@ -133,7 +144,7 @@ class Sessions:
 
     async def get(self, user: Principal, session_id: str) -> Live:
         """The live session (404 unknown, 410 gone)."""
-        row = self.record(user, session_id)
+        row = await asyncio.to_thread(self.record, user, session_id)
         live = self.live.get(session_id)
         if row.state != "active" or live is None or live.connection.closed:
             if row.state == "active":
@@ -155,10 +166,13 @@ class Sessions:
             raise ApiError(410, f"the session's R shell is gone: {exc}") from exc
         finally:
             live.last_active = time.monotonic()
-            with self.db.session() as db:
-                row = db.get(RSession, live.id)
-                if row is not None:
-                    row.last_active = utcnow()
+            await asyncio.to_thread(self._touch, live.id)
+
+    def _touch(self, session_id: str) -> None:
+        with self.db.session() as db:
+            row = db.get(RSession, session_id)
+            if row is not None:
+                row.last_active = utcnow()
 
     # ------------------------------------------------------------------ execute
     async def execute(
@@ -188,21 +202,19 @@ class Sessions:
             live.running = None
             running.done.set()
         live.executions = number
-        with self.db.session() as db:
-            db.add(
-                Execution(
-                    session_id=live.id,
-                    number=number,
-                    code=code,
-                    success=result["success"],
-                    error_message=result["errorMessage"],
-                    console_output=result["consoleOutput"],
-                    warnings=result["warnings"],
-                    changed_files=result["changedFiles"],
-                    started_at=started,
-                    finished_at=utcnow(),
-                )
-            )
+        record = Execution(
+            session_id=live.id,
+            number=number,
+            code=code,
+            success=result["success"],
+            error_message=result["errorMessage"],
+            console_output=result["consoleOutput"],
+            warnings=result["warnings"],
+            changed_files=result["changedFiles"],
+            started_at=started,
+            finished_at=utcnow(),
+        )
+        await asyncio.to_thread(self._add, record)
         return {"executionId": number, **result}
 
     async def _run(
@@ -255,11 +267,15 @@ class Sessions:
             "plots": [f for f in changed if f.startswith(f"plot-{number}-") and f.endswith(".png")],
         }
 
+    def _add(self, row: Any) -> None:
+        with self.db.session() as db:
+            db.add(row)
+
     async def console(self, live: Live) -> AsyncIterator[bytes]:
         """The running execution's output as it is written (same host), then the rest."""
         running = live.running
         if running is None:
-            yield (self.last_console(live.id)).encode()
+            yield (await asyncio.to_thread(self.last_console, live.id)).encode()
             return
         sent = 0
         handle = None
@@ -307,11 +323,10 @@ class Sessions:
 
     async def snapshot(self, user: Principal, live: Live, name: str) -> Snapshot:
         content: bytes = await self.use(live, lambda c: c.call("rexec_snapshot"))
-        with self.db.session() as db:
-            row = Snapshot(
-                owner_id=user.id, name=name, session_id=live.id, size=len(content), content=content
-            )
-            db.add(row)
+        row = Snapshot(
+            owner_id=user.id, name=name, session_id=live.id, size=len(content), content=content
+        )
+        await asyncio.to_thread(self._add, row)
         return row
 
     def snapshots(self, user: Principal) -> list[Snapshot]:
