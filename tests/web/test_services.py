@@ -623,3 +623,13 @@ def test_a_call_writes_nothing_and_waits_for_no_database_writer(services_web: We
         writer.join(30)
     assert outcome == [200]
     admin.delete(f"/sessions/{session}")
+
+
+def test_a_call_says_where_its_time_went(cars, admin) -> None:
+    reply = _call(admin, "cars/v1", {"wt": 3, "hp": 100})
+    stages = dict(
+        (part.split(";dur=")[0].strip(), float(part.split(";dur=")[1]))
+        for part in reply.headers["server-timing"].split(",")
+    )
+    assert set(stages) == {"inputs", "checkout", "r", "outputs"}
+    assert all(v >= 0 for v in stages.values()) and stages["r"] > 0

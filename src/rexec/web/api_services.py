@@ -167,14 +167,17 @@ async def _json_body(request: Request) -> Any:
 
 async def _consume(defn: ServiceDef, request: Request) -> JSONResponse:
     body = await _json_body(request)
+    timings: dict[str, float] = {}
     try:
-        answer = await _services(request).call(defn, body)
+        answer = await _services(request).call(defn, body, timings=timings)
     except CallFailed as exc:
         headers = {"Retry-After": str(request.app.state.node.settings.retry_after)}
         raise ApiError(
             exc.status, exc.message, headers=headers if exc.status == 503 else None
         ) from None
-    return JSONResponse(answer)
+    # Where the time went, for `rexec capacity` and browsers' developer tools (W3C).
+    server_timing = ", ".join(f"{k};dur={v * 1000:.3f}" for k, v in timings.items())
+    return JSONResponse(answer, headers={"Server-Timing": server_timing})
 
 
 _CONSUME_DOC = {

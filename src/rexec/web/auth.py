@@ -82,15 +82,20 @@ class Auth:
 
     # ------------------------------------------------------------------ login
     async def login(self, username: str, password: str) -> dict[str, Any]:
-        with self.db.session() as db:
-            user = db.scalars(select(User).where(User.username == username)).first()
-            stored = user.password_hash if user is not None else _DUMMY_HASH
-        ok = await asyncio.get_running_loop().run_in_executor(None, _verify, stored, password)
+        """Check the password and issue tokens; the database and argon2 work run in
+        worker threads, off the event loop."""
+        user = await asyncio.to_thread(self._user, username)
+        stored = user.password_hash if user is not None else _DUMMY_HASH
+        ok = await asyncio.to_thread(_verify, stored, password)
         if user is None or not ok:
             await asyncio.sleep(self._failed(username))
             raise ApiError(401, "invalid user name or password")
         self._failures.pop(username, None)
-        return self.issue(user)
+        return await asyncio.to_thread(self.issue, user)
+
+    def _user(self, username: str) -> User | None:
+        with self.db.session() as db:
+            return db.scalars(select(User).where(User.username == username)).first()
 
     def _failed(self, username: str) -> float:
         """Record a failure; the delay to impose grows with consecutive failures."""

@@ -773,20 +773,39 @@ class Services:
             self._track(held.connection.close())
 
     async def call(
-        self, defn: ServiceDef, body: Any, *, cancelled: asyncio.Event | None = None
+        self,
+        defn: ServiceDef,
+        body: Any,
+        *,
+        cancelled: asyncio.Event | None = None,
+        timings: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Run one call; the answer's JSON. Raises ApiError 400 (inputs) or CallFailed
-        (502 shell died, 503 no shell, 504 timed out, 499 cancelled)."""
+        (502 shell died, 503 no shell, 504 timed out, 499 cancelled). ``timings`` gets
+        the seconds spent per stage: inputs, checkout (a shell's connection), r (the QAP
+        round trip: the call in R, both ways on the wire), outputs."""
+        clock = time.perf_counter
+        started = clock()
         try:
             inputs = service_types.convert_inputs(defn.inputs, body)
         except InputError as exc:
             raise ApiError(400, str(exc)) from None
+        converted = clock()
         lane, _node, held = await self._checkout(defn)
+        checked_out = clock()
         reusable = False
         try:
             raw = await self._run(defn, held, inputs, cancelled)
+            ran = clock()
             held.calls += 1
             answer, reusable = self._answer(defn, raw)
+            if timings is not None:
+                timings.update(
+                    inputs=converted - started,
+                    checkout=checked_out - converted,
+                    r=ran - checked_out,
+                    outputs=clock() - ran,
+                )
             return answer
         finally:
             self._checkin(defn, lane, held, reusable)
