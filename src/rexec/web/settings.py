@@ -82,6 +82,11 @@ class WebSettings:
     #: Seconds a running batch item's claim lasts without renewal: a web node that
     #: stopped loses its items after this long, and they fail (they never run twice).
     batch_lease: float = 30.0
+    #: Seconds between this web node's checks of every compute node (health, pools).
+    node_check_interval: float = 5.0
+    #: Secret shared by the web nodes that seals the compute nodes' logins in the
+    #: registry; empty on SQLite: a key file next to the database (rexec.web.nodes).
+    node_secret: str = ""
 
     def with_env(self, environ: dict[str, str] | None = None) -> WebSettings:
         """Override scalar settings from ``REXEC_WEB_<NAME>`` variables."""
