@@ -23,40 +23,85 @@ DatabaseOption = Annotated[
 ]
 
 
-def _settings(
-    host: str,
-    port: int,
-    database_url: str | None,
-    compute: list[str],
-    pool_max: int,
-    idle_timeout: float,
-    compute_user: str | None,
-    compute_password: str | None,
-):
-    from rexec.web.settings import ComputeNode, WebSettings
+ConfigFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The web node's TOML file (web.toml; README 'Configuration'). Flags override it.",
+    ),
+]
 
-    nodes = []
-    for spec in compute or ["127.0.0.1:6311"]:
-        node_host, _, node_port = spec.rpartition(":")
-        if not node_host or not node_port.isdigit():
-            console.print(f"[red]--compute expects HOST:PORT, not {spec!r}[/red]")
-            raise typer.Exit(2)
-        nodes.append(
-            ComputeNode(
-                node_host,
-                int(node_port),
-                user=compute_user,
-                password=compute_password,
-                pool_max=pool_max,
-            )
-        )
-    settings = WebSettings(host=host, port=port, session_idle_timeout=idle_timeout).with_env()
-    changes: dict[str, object] = {"compute_nodes": tuple(nodes)}
-    if database_url:
-        changes["database_url"] = database_url
+
+def _settings(
+    config_file: Path | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    compute: list[str] | None = None,
+    pool_max: int | None = None,
+    idle_timeout: float | None = None,
+    compute_user: str | None = None,
+    compute_password: str | None = None,
+    compute_password_file: Path | None = None,
+    log_level: str | None = None,
+    own_compute=None,
+):
+    """The web node's settings: defaults < ``config_file`` < ``REXEC_WEB_*`` < flags.
+
+    ``--compute`` replaces the file's ``[[compute]]`` nodes; ``--pool-max``,
+    ``--compute-user`` and ``--compute-password(-file)`` set that field of every node.
+    ``own_compute`` is the node ``rexec up`` runs: the file may not list any.
+    """
     from dataclasses import replace
 
-    return replace(settings, **changes)
+    from rexec.web.settings import ComputeNode, ConfigError, load_web_settings, read_web_toml
+
+    try:
+        if (
+            own_compute is not None
+            and config_file is not None
+            and "compute_nodes" in read_web_toml(config_file)
+        ):
+            raise ConfigError(
+                f"{config_file}: `rexec up` runs its own compute node: [[compute]] "
+                "tables are for `rexec web`"
+            )
+        overrides = {
+            "host": host,
+            "port": port,
+            "database_url": database_url or None,
+            "session_idle_timeout": idle_timeout,
+            "log_level": log_level,
+        }
+        settings = load_web_settings(config_file, overrides)
+        if own_compute is not None:
+            return replace(settings, compute_nodes=(own_compute,))
+        nodes = list(settings.compute_nodes)
+        if compute:
+            nodes = []
+            for spec in compute:
+                node_host, _, node_port = spec.rpartition(":")
+                if not node_host or not node_port.isdigit():
+                    raise ConfigError(f"--compute expects HOST:PORT, not {spec!r}")
+                nodes.append(ComputeNode(node_host, int(node_port)))
+        if compute_password is not None and compute_password_file is not None:
+            raise ConfigError("give --compute-password or --compute-password-file, not both")
+        changes: dict[str, object] = {}
+        if pool_max is not None:
+            changes["pool_max"] = pool_max
+        if compute_user is not None:
+            changes["user"] = compute_user
+        if compute_password is not None:
+            changes.update(password=compute_password, password_file="")
+        if compute_password_file is not None:
+            changes.update(password=None, password_file=str(compute_password_file))
+        nodes = [replace(node, **changes) for node in nodes]
+        return replace(settings, compute_nodes=tuple(nodes))
+    except ConfigError as error:
+        Console(stderr=True).print(str(error), style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _run_web(settings, log_level: str) -> None:
@@ -76,41 +121,77 @@ def _run_web(settings, log_level: str) -> None:
 
 
 def web(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 12800,
+    config_file: ConfigFileOption = None,
+    host: Annotated[str | None, typer.Option(help="server.host (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="server.port, HTTP (12800)")] = None,
     database_url: DatabaseOption = None,
-    compute: Annotated[list[str], typer.Option(help="Compute node HOST:PORT (repeatable).")] = [],  # noqa: B006 - typer reads the default, never mutates it
-    pool_max: Annotated[int, typer.Option(help="pool.max of the compute nodes.")] = 8,
-    compute_user: Annotated[str | None, typer.Option(help="QAP login for compute nodes.")] = None,
+    compute: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Compute node HOST:PORT (repeatable); replaces the file's compute tables."
+        ),
+    ] = None,
+    pool_max: Annotated[
+        int | None, typer.Option(help="pool_max of every compute node (8).")
+    ] = None,
+    compute_user: Annotated[
+        str | None, typer.Option(help="QAP login on every compute node.")
+    ] = None,
     compute_password: Annotated[str | None, typer.Option(help="Its password.")] = None,
-    idle_timeout: Annotated[float, typer.Option(help="Idle session timeout, seconds.")] = 3600.0,
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    compute_password_file: Annotated[
+        Path | None, typer.Option(help="A file holding its password.")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="sessions.idle_timeout, seconds (3600).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="log.level (info).")] = None,
 ) -> None:
     """Run the web node: the REST API in front of one or more compute nodes."""
     settings = _settings(
-        host, port, database_url, compute, pool_max, idle_timeout, compute_user, compute_password
+        config_file,
+        host=host,
+        port=port,
+        database_url=database_url,
+        compute=compute,
+        pool_max=pool_max,
+        idle_timeout=idle_timeout,
+        compute_user=compute_user,
+        compute_password=compute_password,
+        compute_password_file=compute_password_file,
+        log_level=log_level,
     )
-    _run_web(settings, log_level)
+    _run_web(settings, settings.log_level)
 
 
 def up(
     config_file: Annotated[
         Path | None, typer.Option("--config", "-c", help="Compute node rexec.toml.")
     ] = None,
-    host: Annotated[str, typer.Option(help="Web node address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Web node HTTP port.")] = 12800,
+    web_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Web node web.toml, without compute tables (the compute node is this one)."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Web node address (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Web node HTTP port (12800).")] = None,
     compute_port: Annotated[int, typer.Option(help="Compute node QAP port.")] = 6311,
     pool_max: Annotated[int | None, typer.Option(help="pool.max of the compute node.")] = None,
     database_url: DatabaseOption = None,
-    idle_timeout: Annotated[float, typer.Option(help="Idle session timeout, seconds.")] = 3600.0,
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Idle session timeout, seconds (3600).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level of both (info).")] = None,
 ) -> None:
     """Run a compute node (loopback) and a web node in front of it: a one-box install."""
     from rexec import config as configuration
+    from rexec.web.settings import ComputeNode
 
     cfg = configuration.load(config_file, {"server.port": compute_port, "pool.max": pool_max})
     command = [sys.executable, "-m", "rexec.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(compute_port), "--log-level", log_level]
+    command += ["--port", str(compute_port)]
+    if log_level is not None:
+        command += ["--log-level", log_level]
     if config_file is not None:
         command += ["--config", str(config_file)]
     if pool_max is not None:
@@ -118,22 +199,29 @@ def up(
     compute_user, compute_password, private = _compute_login(cfg)
     if private is not None:  # a users file of our own: the web node's login alone
         command += ["--users-file", str(private)]
+    own = ComputeNode(
+        "127.0.0.1",
+        compute_port,
+        user=compute_user,
+        password=compute_password,
+        pool_max=cfg["pool.max"],
+    )
+    # Checked before the compute node starts: a mistake in web.toml costs no R start-up.
+    settings = _settings(
+        web_config,
+        host=host,
+        port=port,
+        database_url=database_url,
+        idle_timeout=idle_timeout,
+        log_level=log_level,
+        own_compute=own,
+    )
     # Same process group: whoever stops `rexec up` (Ctrl-C, a service manager's killpg)
     # stops the compute node with it.
     compute = subprocess.Popen(command)
     try:
         _wait_for_compute(compute, compute_port)
-        settings = _settings(
-            host,
-            port,
-            database_url,
-            [f"127.0.0.1:{compute_port}"],
-            cfg["pool.max"],
-            idle_timeout,
-            compute_user,
-            compute_password,
-        )
-        _run_web(settings, log_level)
+        _run_web(settings, settings.log_level)
     finally:
         if compute.poll() is None:
             compute.terminate()
