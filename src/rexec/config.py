@@ -265,6 +265,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Log one line per QAP command (session, command, bytes, duration, outcome). Off by "
         "default: it costs throughput on small evaluations.",
     ),
+    Setting(
+        "metrics.host",
+        "127.0.0.1",
+        "Address the Prometheus metrics endpoint (`GET /metrics`, docs/operations.md) "
+        "listens on. Loopback by default; R shells on the same machine can reach it too.",
+    ),
+    Setting(
+        "metrics.port",
+        9311,
+        "Port of the Prometheus metrics endpoint; 0: none. A default port that is taken "
+        "is logged and skipped; one set explicitly must be free (or the node does not start).",
+    ),
 )
 
 _BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -121,6 +121,10 @@ class Pool:
         self._served = 0
         self._recycled = 0
         self._failed = 0
+        #: Read by rexec.compute.supervisor.metrics: shells started, and connections
+        #: idle shells accepted themselves (pool.direct_accept).
+        self.started = 0
+        self.accepted = 0
         self._consecutive_failures = 0
         self._backoff_until = 0.0
         self._readied = 0
@@ -353,6 +357,7 @@ class Pool:
             self._track(self._run_shell(shell))
         else:
             self._track(self._spawn_process(shell, child))
+        self.started += 1
 
     async def _spawn_process(self, shell: Shell, child: socket.socket) -> None:
         try:
@@ -471,6 +476,7 @@ class Pool:
             self.idle.remove(shell)
         self._idle_changed()
         self._served += 1
+        self.accepted += 1
         if claim is not None and not claim.done():
             claim.set_result(False)
         log.info(

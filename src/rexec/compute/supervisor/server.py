@@ -28,6 +28,7 @@ from rexec.compute.identity import shell_identity
 from rexec.compute.supervisor import tls
 from rexec.compute.supervisor.admission import SMALL_REQUEST, Gone, Pending, TlsPending
 from rexec.compute.supervisor.login import Logins
+from rexec.compute.supervisor.metrics import Counts, MetricsServer
 from rexec.compute.supervisor.pool import Pool, Shell
 from rexec.compute.supervisor.pools import MAX_DEFINITION, PoolSpec, PoolSpecError
 from rexec.compute.supervisor.status import ControlServer
@@ -82,6 +83,8 @@ class ComputeServer:
         self.pools: dict[str, Pool] = {}  # named pools (a published service's version)
         self.specs: dict[str, PoolSpec] = {}
         self.control.named = self.pools
+        self.counts = Counts()
+        self.metrics = MetricsServer(self)
 
     @property
     def port(self) -> int:
@@ -118,6 +121,7 @@ class ComputeServer:
     async def start(self) -> None:
         if (self.config["tls.port"] or self.config["tls.switch"]) and self.tls_context is None:
             raise RuntimeError("tls.port and tls.switch need tls.cert (and tls.key)")
+        await self.metrics.start()
         host = self.config["server.host"]
         self._listeners = self._listen(self.config["server.port"])
         if self.config["tls.port"]:
@@ -208,6 +212,7 @@ class ComputeServer:
 
     async def close(self) -> None:
         await self.control.close()
+        await self.metrics.close()
         for listener in self._listeners + self._tls_listeners:
             listener.close()
         for task in list(self._connections):
@@ -233,6 +238,7 @@ class ComputeServer:
                 log.error("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            self.counts.accepted += 1
             peer = str(address[0])
             if self._pending_total >= self.config["server.max_pending"] or self._pending.get(
                 peer, 0
@@ -243,6 +249,7 @@ class ComputeServer:
                     peer,
                     self._pending_total,
                 )
+                self.counts.refuse("too_many_pending")
                 client.close()
                 continue
             self._track(self._connect(client, address, tls_port))
@@ -353,6 +360,7 @@ class ComputeServer:
                 if cmd == Cmd.LOGIN:
                     answer, user, over = await self._login(params, user, conn.peer, salt)
                     await conn.send(answer)
+                    self.counts.login(answer == _OK)
                     log.info(
                         "session=%s client=%s event=login user=%s ok=%s",
                         session,
@@ -381,6 +389,7 @@ class ComputeServer:
                 continue
             if config["auth.required"] and user is None:
                 await conn.send(framing.error(Err.AUTH_FAILED))
+                self.counts.refuse("no_login")
                 log.info("session=%s client=%s event=refused reason='no login'", session, where)
                 return None
             await conn.buffered(HEADER_LENGTH + min(length, PEEK_LIMIT), deadline)
@@ -479,6 +488,7 @@ class ComputeServer:
             if shell is None or shell.sock.fileno() != -1:
                 break
         if shell is None:
+            self.counts.refuse("no_shell", pool)
             stats = pool.stats()
             log.warning(
                 "session=%s client=%s event=refused reason='no R shell free within %.1fs' "
@@ -560,6 +570,7 @@ class ComputeServer:
             if shell.user is not None:
                 return {"op": "login", "ok": False}
             ok = await self.logins.check(message["user"], message["password"], shell.peer)
+            self.counts.login(ok)
             if ok:
                 shell.user = self._verified(message["user"])
             log.info("session=%s event=login user=%s ok=%s", shell.session, message["user"], ok)
