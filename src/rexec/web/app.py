@@ -13,11 +13,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from rexec.web import api_auth, api_services, api_sessions, api_snapshots, docs, errors
+from rexec.web import (
+    api_auth,
+    api_nodes,
+    api_services,
+    api_sessions,
+    api_snapshots,
+    docs,
+    errors,
+)
 from rexec.web.auth import Auth, CurrentUser
 from rexec.web.batch import Batches
 from rexec.web.compute import Compute
 from rexec.web.db import Database
+from rexec.web.nodes import Registry
 from rexec.web.services import Services
 from rexec.web.sessions import Sessions
 from rexec.web.settings import WebSettings
@@ -36,6 +45,7 @@ class WebNode:
     sessions: Sessions
     services: Services
     batches: Batches
+    registry: Registry
     started: float = field(default_factory=time.time)
 
     @classmethod
@@ -51,6 +61,7 @@ class WebNode:
             Sessions(db, compute, settings.session_idle_timeout),
             services,
             Batches(db, services, settings),
+            Registry(db, compute, settings),
         )
 
 
@@ -72,7 +83,9 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The batch queue is bound to this event loop (uvicorn's).
         node.batches.wake = asyncio.Event()
+        await node.registry.refresh()  # registered nodes are known before any request
         loops = [
+            asyncio.ensure_future(node.registry.keep_checking()),
             asyncio.ensure_future(node.sessions.reap()),
             asyncio.ensure_future(node.services.keep_reconciling()),
             asyncio.ensure_future(node.batches.run()),
@@ -102,6 +115,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     app.include_router(api_sessions.router)
     app.include_router(api_snapshots.router)
     app.include_router(api_services.router)
+    app.include_router(api_nodes.router)
 
     @app.get("/status", tags=["status"])
     def status(user: CurrentUser, request: Request) -> dict[str, Any]:
@@ -109,8 +123,10 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
         database_ok = node.db.ping()
         compute = node.compute.status()
         states = [c["state"] for c in compute]
-        code = "fail" if not database_ok or "fail" in states else "pass"
-        if code == "pass" and any(c["pool"]["free"] == 0 for c in compute):
+        code = "pass"
+        if not database_ok or (states and all(s == "down" for s in states)):
+            code = "fail"
+        elif "down" in states or any(c["pool"]["free"] == 0 for c in compute):
             code = "warn"
         return {
             "statusCode": code,

@@ -1,16 +1,26 @@
-"""The web node's side of the compute nodes: opening session connections, counting them.
+"""The web node's side of the compute nodes: which there are, how each is doing, and
+opening session connections on the best one.
 
-A web session holds one QAP connection, i.e. one R shell. The web node counts the
-connections it holds per node and refuses (503 with Retry-After) once a node is at
-capacity instead of queueing; a node that does not greet within ``connect_timeout``
-(its pool is full of other clients' sessions) is treated the same way. Nothing waits
-unboundedly.
+Compute nodes come from the settings (``compute_nodes``) and from the registry in the
+database that every web node shares (``/computenodes``, :mod:`rexec.web.nodes`). Each
+web node checks every node's health and pool occupancy over an authenticated QAP
+connection (rexec's poolStatus command) every ``node_check_interval`` seconds; a node
+is ``healthy``, ``draining`` (set by an Owner: no new work lands there, running work
+finishes) or ``down`` (it did not answer).
+
+A web session holds one QAP connection, i.e. one R shell. A new session goes to the
+healthy node with the most free shells: the node's own count at the last check (its
+default pool's ``max`` less its busy shells, across every web node) less the sessions
+this web node opened there since. Where no check has run, the web node counts the
+connections it holds against ``pool_max - reserve``. When every node is full the
+answer is 503 with Retry-After; nothing waits unboundedly.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import rexec.client
@@ -24,34 +34,76 @@ log = logging.getLogger("rexec.web.compute")
 @dataclass(slots=True)
 class NodeState:
     config: ComputeNode
+    #: The registry's id (None: a node from the settings).
+    id: int | None = None
     held: int = 0
     reachable: bool | None = None
     last_error: str = ""
+    draining: bool = False
+    #: Every pool's numbers at the last check ("" is the default pool), or None.
+    pools: dict[str, dict[str, int]] | None = None
+    checked_at: float = 0.0
+    #: Sessions opened here since the last check (the check's numbers lag behind them).
+    opened_since_check: int = 0
+
+    @property
+    def state(self) -> str:
+        if self.reachable is False:
+            return "down"
+        return "draining" if self.draining else "healthy"
 
     @property
     def free(self) -> int:
-        return max(0, self.config.capacity - self.held)
+        own = max(0, self.config.capacity - self.held)
+        default = (self.pools or {}).get("")
+        if default is None:
+            return own
+        seen = default["max"] - default["busy"] - self.config.reserve - self.opened_since_check
+        return max(0, min(own, seen))
+
+    @property
+    def accepts_work(self) -> bool:
+        return self.reachable is not False and not self.draining
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.config.name,
+            "host": self.config.host,
+            "port": self.config.port,
+            "state": self.state,
+            "source": "settings" if self.id is None else "registry",
+            "lastError": self.last_error or None,
+            "pools": self.pools or {},
+            "checkedAgo": round(time.monotonic() - self.checked_at, 1) if self.checked_at else None,
+        }
 
 
+@dataclass
 class Compute:
-    def __init__(self, settings: WebSettings) -> None:
-        self.settings = settings
-        self.nodes = [NodeState(node) for node in settings.compute_nodes]
+    settings: WebSettings
+    nodes: list[NodeState] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            self.nodes = [NodeState(node) for node in self.settings.compute_nodes]
 
     def busy_error(self, reason: str) -> ApiError:
         return ApiError(503, reason, headers={"Retry-After": str(self.settings.retry_after)})
 
+    def working(self) -> list[NodeState]:
+        """The nodes new work may go to: not draining, not known to be down."""
+        return [n for n in self.nodes if n.accepts_work]
+
     async def open(self) -> tuple[AsyncConnection, NodeState]:
-        """A new session connection on the node with the most free capacity (or 503)."""
-        candidates = sorted(
-            (n for n in self.nodes if n.free > 0 and n.reachable is not False),
-            key=lambda n: -n.free,
-        ) or sorted((n for n in self.nodes if n.free > 0), key=lambda n: -n.free)
+        """A new session connection on the node with the most free shells (or 503)."""
+        candidates = sorted((n for n in self.working() if n.free > 0), key=lambda n: -n.free)
         if not candidates:
-            raise self.busy_error("no R shell free: every compute node is at capacity")
+            raise self.busy_error("no R shell free: every compute node is busy, draining or down")
         errors = []
         for node in candidates:
             node.held += 1  # reserved before the await, so concurrent opens cannot overbook
+            node.opened_since_check += 1
             try:
                 connection = await rexec.client.aconnect(
                     node.config.host,
@@ -77,12 +129,47 @@ class Compute:
     def release(self, node: NodeState) -> None:
         node.held = max(0, node.held - 1)
 
+    async def check(self, node: NodeState) -> None:
+        """Ask the node for its pools (authenticated); mark it healthy or down."""
+        config = node.config
+        if config.user is None:  # poolStatus needs a login: reachability only
+            try:
+                connection = await rexec.client.aconnect(
+                    config.host, config.port, timeout=self.settings.connect_timeout
+                )
+                await connection.close()
+                node.reachable, node.last_error = True, ""
+            except (ClientError, OSError) as exc:
+                node.reachable, node.last_error = isinstance(exc, TimeoutError), str(exc)
+            node.checked_at = time.monotonic()
+            return
+        from rexec.client._async import apool_status
+
+        try:
+            status = await apool_status(
+                host=config.host,
+                port=config.port,
+                user=config.user,
+                password=config.password or "",
+                timeout=self.settings.connect_timeout,
+            )
+        except (ClientError, OSError) as exc:
+            if node.reachable is not False:
+                log.warning("compute node %s is down: %s", config.name, exc)
+            node.reachable, node.last_error = False, str(exc) or repr(exc)
+            node.pools = None
+        else:
+            if node.reachable is False:
+                log.info("compute node %s is back", config.name)
+            node.reachable, node.last_error = True, ""
+            node.pools = status.get("pools", {})
+            node.opened_since_check = 0
+        node.checked_at = time.monotonic()
+
     def status(self) -> list[dict[str, Any]]:
         return [
             {
-                "name": n.config.name,
-                "state": {None: "unknown", True: "pass", False: "fail"}[n.reachable],
-                "lastError": n.last_error or None,
+                **n.describe(),
                 "pool": {
                     "size": n.config.capacity,
                     "max": n.config.pool_max,

@@ -181,6 +181,26 @@ class BatchItem(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class RegisteredNode(Base):
+    """A compute node in the registry all web nodes share. ``password_sealed`` is the
+    node's QAP password sealed with the web nodes' shared secret (rexec.web.nodes)."""
+
+    __tablename__ = "compute_nodes"
+    __table_args__ = (UniqueConstraint("host", "port"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    user: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pool_max: Mapped[int] = mapped_column(Integer, default=8)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: As the last web node to check it saw it: healthy, draining or down.
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    pools: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Database:
     """An engine and a session factory; tables are created on first use."""
 

@@ -712,7 +712,9 @@ class Services:
         return {"Retry-After": str(self.settings.retry_after)}
 
     async def _checkout(self, defn: ServiceDef) -> tuple[Lane, NodeState, Held]:
-        nodes = [n for n in self._nodes() if n.reachable is not False] or self._nodes()
+        nodes = self.compute.working()  # neither draining nor down
+        if not nodes:
+            raise CallFailed(503, "no compute node takes work (all draining or down)")
         node = max(nodes, key=lambda n: self._lane(defn, n).free)
         lane = self._lane(defn, node)
         try:

@@ -1,0 +1,84 @@
+"""``/computenodes``: the compute-node registry (Owner only), shared by all web nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from rexec.web.auth import OwnerRole
+from rexec.web.errors import ApiError
+from rexec.web.nodes import Registry
+from rexec.web.schemas import Message
+
+router = APIRouter(prefix="/computenodes", tags=["compute nodes"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Message} for code in (400, 401, 403, 404, 409, 503)
+}
+
+
+class NodeCreate(BaseModel):
+    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:_-]+$")
+    port: int = Field(ge=1, le=65535)
+    user: str | None = Field(default=None, max_length=150)
+    password: str | None = Field(default=None, max_length=1024)
+    poolMax: int = Field(default=8, ge=1, le=4096)
+
+
+def _registry(request: Request) -> Registry:
+    return request.app.state.node.registry
+
+
+@router.post("", status_code=201, responses=ERRORS)
+async def add_node(body: NodeCreate, user: OwnerRole, request: Request) -> dict[str, Any]:
+    """Register a compute node (its login is stored sealed). It takes work once a check
+    finds it healthy; the answer says how the first check went."""
+    registry = _registry(request)
+    node_id = await asyncio.to_thread(
+        registry.add, body.host, body.port, body.user, body.password, body.poolMax
+    )
+    await registry.refresh()
+    node = next(n for n in registry.compute.nodes if n.id == node_id)
+    await registry.check_one(node)
+    return {"id": node_id, "state": node.state, "lastError": node.last_error or None}
+
+
+@router.get("", responses=ERRORS)
+def list_nodes(user: OwnerRole, request: Request) -> list[dict[str, Any]]:
+    """Every compute node this web node knows (the settings' and the registry's), with
+    its state (healthy, draining, down) and its pools at the last check."""
+    return _registry(request).listing()
+
+
+def _registered(request: Request, node_id: int) -> None:
+    if not any(n.id == node_id for n in _registry(request).compute.nodes):
+        raise ApiError(404, "no such compute node")
+
+
+@router.delete("/{node_id}", response_model=Message, responses=ERRORS)
+async def remove_node(node_id: int, user: OwnerRole, request: Request) -> dict[str, str]:
+    """Forget a node: no new work goes there (sessions there keep their connections)."""
+    registry = _registry(request)
+    await asyncio.to_thread(registry.remove, node_id)
+    await registry.refresh()
+    return {"message": "removed"}
+
+
+@router.post("/{node_id}/drain", response_model=Message, responses=ERRORS)
+async def drain_node(node_id: int, user: OwnerRole, request: Request) -> dict[str, str]:
+    """No new sessions, service calls or batch items go to the node; running work
+    finishes. Then it can be stopped (or undrained: ``/undrain``)."""
+    registry = _registry(request)
+    await asyncio.to_thread(registry.drain, node_id, True)
+    await registry.refresh()
+    return {"message": "draining"}
+
+
+@router.post("/{node_id}/undrain", response_model=Message, responses=ERRORS)
+async def undrain_node(node_id: int, user: OwnerRole, request: Request) -> dict[str, str]:
+    registry = _registry(request)
+    await asyncio.to_thread(registry.drain, node_id, False)
+    await registry.refresh()
+    return {"message": "healthy"}

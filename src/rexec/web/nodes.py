@@ -1,0 +1,184 @@
+"""The compute-node registry every web node shares (the database's ``compute_nodes``),
+and the loop that keeps each web node's view of every node current.
+
+Owners add, drain and remove nodes (``/computenodes``, ``rexec nodes``). A node's QAP
+login is stored sealed (Fernet: AES-128-CBC with an HMAC) under a key derived from the
+``node_secret`` the web nodes share (a Kubernetes Secret, an environment variable),
+never in clear and never with its key in the database. Without a ``node_secret``, a web
+node on SQLite (one box) keeps a generated key in a file of its own next to the
+database (mode 0600); on PostgreSQL, registering a node with a login needs the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from rexec.web.compute import Compute, NodeState
+from rexec.web.db import Database, RegisteredNode, utcnow
+from rexec.web.errors import ApiError
+from rexec.web.settings import ComputeNode, WebSettings
+
+log = logging.getLogger("rexec.web.nodes")
+
+
+class Sealer:
+    """Seal and open node passwords with the web nodes' shared secret."""
+
+    def __init__(self, secret: bytes | None) -> None:
+        self._fernet = (
+            Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"rexec nodes\0" + secret).digest()))
+            if secret
+            else None
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._fernet is not None
+
+    def seal(self, text: str) -> str:
+        if self._fernet is None:
+            raise ApiError(
+                503,
+                "no node_secret: set it (the same on every web node) to store node logins",
+            )
+        return self._fernet.encrypt(text.encode()).decode("ascii")
+
+    def open(self, token: str) -> str | None:
+        if self._fernet is None:
+            return None
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except InvalidToken:
+            return None
+
+
+def node_secret(settings: WebSettings, database: Database) -> bytes | None:
+    """The shared secret: the setting, else (SQLite only) a key file of this database's."""
+    secret = settings.node_secret
+    if secret:
+        return secret.encode()
+    if database.kind != "sqlite" or ":memory:" in database.url:
+        return None
+    path = Path(database.url.split("///", 1)[1] + ".node-key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip() or None
+    with os.fdopen(fd, "wb") as handle:
+        key = base64.urlsafe_b64encode(os.urandom(32))
+        handle.write(key)
+    return key
+
+
+class Registry:
+    def __init__(self, db: Database, compute: Compute, settings: WebSettings) -> None:
+        self.db = db
+        self.compute = compute
+        self.settings = settings
+        self.sealer = Sealer(node_secret(settings, db))
+
+    # ------------------------------------------------------------------ records
+    def add(
+        self, host: str, port: int, user: str | None, password: str | None, pool_max: int
+    ) -> int:
+        sealed = self.sealer.seal(password or "") if user else None
+        try:
+            with self.db.session() as db:
+                row = RegisteredNode(
+                    host=host, port=port, user=user, password_sealed=sealed, pool_max=pool_max
+                )
+                db.add(row)
+                db.flush()
+                return row.id
+        except IntegrityError:
+            raise ApiError(409, f"compute node {host}:{port} is registered") from None
+
+    def remove(self, node_id: int) -> None:
+        with self.db.session() as db:
+            row = db.get(RegisteredNode, node_id)
+            if row is None:
+                raise ApiError(404, "no such compute node")
+            db.delete(row)
+
+    def drain(self, node_id: int, draining: bool = True) -> None:
+        with self.db.session() as db:
+            row = db.get(RegisteredNode, node_id)
+            if row is None:
+                raise ApiError(404, "no such compute node")
+            row.draining = draining
+
+    def _rows(self) -> list[RegisteredNode]:
+        with self.db.session() as db:
+            return list(db.scalars(select(RegisteredNode).order_by(RegisteredNode.id)))
+
+    def _record_states(self, states: dict[int, tuple[str, Any]]) -> None:
+        with self.db.session() as db:
+            for node_id, (state, pools) in states.items():
+                row = db.get(RegisteredNode, node_id)
+                if row is not None:
+                    row.state, row.pools, row.checked_at = state, pools, utcnow()
+
+    # ------------------------------------------------------------------ the view
+    async def refresh(self) -> None:
+        """Bring this web node's node list in line with the registry (added, removed,
+        drained nodes), keeping the counts of nodes it knows."""
+        rows = await asyncio.to_thread(self._rows)
+        known = {n.id: n for n in self.compute.nodes if n.id is not None}
+        registered: list[NodeState] = []
+        for row in rows:
+            node = known.get(row.id)
+            if node is None:
+                password = self.sealer.open(row.password_sealed) if row.password_sealed else None
+                if row.password_sealed and password is None:
+                    log.error(
+                        "compute node %s:%d: its login cannot be opened with this "
+                        "web node's node_secret",
+                        row.host,
+                        row.port,
+                    )
+                config = ComputeNode(row.host, row.port, row.user, password, row.pool_max)
+                node = NodeState(config, id=row.id)
+            node.draining = row.draining
+            registered.append(node)
+        static = [n for n in self.compute.nodes if n.id is None]
+        self.compute.nodes = static + registered
+
+    async def check_one(self, node: NodeState) -> None:
+        await self.compute.check(node)
+        if node.id is not None:
+            await asyncio.to_thread(self._record_states, {node.id: (node.state, node.pools or {})})
+
+    async def check(self) -> None:
+        """Every node's health and pools, now (the registry's rows get their state)."""
+        await asyncio.gather(*(self.compute.check(n) for n in self.compute.nodes))
+        states = {n.id: (n.state, n.pools or {}) for n in self.compute.nodes if n.id is not None}
+        if states:
+            await asyncio.to_thread(self._record_states, states)
+
+    async def keep_checking(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.refresh()
+            try:
+                await self.check()
+            except Exception:
+                log.exception("checking compute nodes failed")
+            await asyncio.sleep(self.settings_interval)
+
+    @property
+    def settings_interval(self) -> float:
+        return self.settings.node_check_interval
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [n.describe() for n in self.compute.nodes]
