@@ -38,6 +38,7 @@ __all__ = [
     "WebSettings",
     "compute_reference_rows",
     "load_web_settings",
+    "read_web_toml",
     "web_reference_table",
 ]
 
