@@ -95,3 +95,25 @@ def test_status_reports_database_and_pools(web_db: Web) -> None:
     (node,) = body["computeNodes"]
     assert node["pool"]["size"] == 7 and node["pool"]["max"] == 8
     assert node["pool"]["busy"] + node["pool"]["free"] == 7
+
+
+def test_failed_logins_are_counted_across_web_nodes(compute_node, postgres_url) -> None:
+    """Guesses spread over two web nodes on one database meet one growing delay."""
+    from tests.web.conftest import settings_for, start_web, stop_web
+
+    nodes = [start_web(settings_for(compute_node, postgres_url)) for _ in range(2)]
+    try:
+        wrong = {"username": "admin", "password": "wrong"}
+        for i in range(3):
+            assert httpx.post(f"{nodes[i % 2].url}/login", json=wrong).status_code == 401
+        started = time.monotonic()
+        assert httpx.post(f"{nodes[1].url}/login", json=wrong, timeout=30).status_code == 401
+        assert time.monotonic() - started >= 0.75  # the 4th failure: 0.1 * 2 ** 3 s
+        nodes[0].token()  # a success anywhere resets it everywhere
+        started = time.monotonic()
+        assert httpx.post(f"{nodes[1].url}/login", json=wrong, timeout=30).status_code == 401
+        assert time.monotonic() - started < 0.6
+        nodes[1].token()
+    finally:
+        for node in nodes:
+            stop_web(node)

@@ -22,8 +22,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
-from rexec.web.db import Database, RefreshToken, User, utcnow
+from rexec.web.db import Database, LoginFailure, RefreshToken, User, utcnow
 from rexec.web.errors import ApiError
 from rexec.web.settings import WebSettings
 
@@ -63,7 +64,6 @@ class Auth:
         self.db = db
         self.settings = settings
         self.secret = settings.jwt_secret or db.meta("jwt_secret", secrets.token_urlsafe(48))
-        self._failures: dict[str, tuple[int, float]] = {}
 
     # ------------------------------------------------------------------ users
     def create_user(self, username: str, password: str, role: str) -> User:
@@ -88,9 +88,9 @@ class Auth:
         stored = user.password_hash if user is not None else _DUMMY_HASH
         ok = await asyncio.to_thread(_verify, stored, password)
         if user is None or not ok:
-            await asyncio.sleep(self._failed(username))
+            await asyncio.sleep(await asyncio.to_thread(self._failed, username))
             raise ApiError(401, "invalid user name or password")
-        self._failures.pop(username, None)
+        await asyncio.to_thread(self._succeeded, username)
         return await asyncio.to_thread(self.issue, user)
 
     def _user(self, username: str) -> User | None:
@@ -98,15 +98,29 @@ class Auth:
             return db.scalars(select(User).where(User.username == username)).first()
 
     def _failed(self, username: str) -> float:
-        """Record a failure; the delay to impose grows with consecutive failures."""
-        count, _ = self._failures.get(username, (0, 0.0))
-        count += 1
-        self._failures[username] = (count, time.monotonic())
-        if len(self._failures) > 10_000:  # forget the oldest names, bounded memory
-            for name, _ in sorted(self._failures.items(), key=lambda kv: kv[1][1])[:5_000]:
-                del self._failures[name]
+        """Record a failure (in the database every web node shares); the delay to impose
+        grows with consecutive failures: min(base * 2 ** (n - 1), max)."""
+        for _attempt in range(3):  # two web nodes may insert the first failure at once
+            try:
+                with self.db.session() as db:
+                    row = db.get(LoginFailure, username)
+                    if row is None:
+                        row = LoginFailure(username=username, count=0)
+                        db.add(row)
+                    row.count += 1
+                    row.last_at = utcnow()
+                    count = row.count
+                break
+            except IntegrityError:
+                continue
+        else:  # pragma: no cover - a third collision in a row
+            count = 1
         s = self.settings
         return min(s.login_delay_base * 2 ** (count - 1), s.login_delay_max)
+
+    def _succeeded(self, username: str) -> None:
+        with self.db.session() as db:
+            db.execute(delete(LoginFailure).where(LoginFailure.username == username))
 
     def issue(self, user: User) -> dict[str, Any]:
         now = int(time.time())

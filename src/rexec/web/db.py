@@ -181,6 +181,16 @@ class BatchItem(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class LoginFailure(Base):
+    """Consecutive failed logins per user name, shared by every web node, so spreading
+    guesses over web nodes does not escape the growing delay."""
+
+    __tablename__ = "login_failures"
+    username: Mapped[str] = mapped_column(String(150), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class RegisteredNode(Base):
     """A compute node in the registry all web nodes share. ``password_sealed`` is the
     node's QAP password sealed with the web nodes' shared secret (rexec.web.nodes)."""
