@@ -26,6 +26,7 @@ from rexec.web.auth import Auth, CurrentUser
 from rexec.web.batch import Batches
 from rexec.web.compute import Compute
 from rexec.web.db import Database
+from rexec.web.metrics import install as install_metrics
 from rexec.web.nodes import Registry
 from rexec.web.services import Services
 from rexec.web.sessions import Sessions
@@ -111,6 +112,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     app.state.node = node
     errors.install(app)
     docs.install(app)
+    install_metrics(app)  # GET /metrics, and counts every request and service call
     app.include_router(api_auth.router)
     app.include_router(api_sessions.router)
     app.include_router(api_snapshots.router)
