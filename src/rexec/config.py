@@ -274,8 +274,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "metrics.port",
         9311,
-        "Port of the Prometheus metrics endpoint; 0: none. A default port that is taken "
-        "is logged and skipped; one set explicitly must be free (or the node does not start).",
+        "Port of the Prometheus metrics endpoint; 0: none. If this default address is "
+        "taken the node logs it and runs without metrics; any other must be free (or the "
+        "node does not start).",
     ),
 )
 

@@ -33,6 +33,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rexec.config import Config
+
 if TYPE_CHECKING:
     from rexec.compute.supervisor.pool import Pool
     from rexec.compute.supervisor.server import ComputeServer
@@ -45,6 +47,7 @@ MAX_REQUEST = 8192
 TIMEOUT = 5.0
 #: Scrapes served at once; further connections are closed without an answer.
 MAX_CONNECTIONS = 8
+_DEFAULT_HOST, _DEFAULT_PORT = (Config()[key] for key in ("metrics.host", "metrics.port"))
 #: Why a connection was refused (the ``reason`` label).
 REFUSED_REASONS = ("too_many_pending", "no_shell", "no_login")
 
@@ -184,7 +187,9 @@ class MetricsServer:
                 self._serve, host, port, limit=MAX_REQUEST, backlog=16, reuse_address=True
             )
         except OSError as exc:
-            if "metrics.port" in self.config.explicit or "metrics.host" in self.config.explicit:
+            # Only the defaults may be skipped: another node on this machine may hold
+            # them. (Judged by value: secure() marks every key of its copy explicit.)
+            if (host, port) != (_DEFAULT_HOST, _DEFAULT_PORT):
                 raise RuntimeError(f"metrics endpoint on {host}:{port}: {exc}") from None
             log.warning("event=metrics-off reason=%r (default metrics.port %d)", str(exc), port)
             return
