@@ -203,3 +203,20 @@ def test_an_explicit_metrics_port_that_is_taken_stops_the_node() -> None:
         port = taken.getsockname()[1]
         output = serve_fails(f"[server]\nport = {free_port()}\n[metrics]\nport = {port}\n")
     assert f"metrics endpoint on 127.0.0.1:{port}" in output
+
+
+def test_a_default_metrics_port_that_is_taken_is_skipped(rexec_factory) -> None:
+    """Several compute nodes on one machine: the default port goes to the first."""
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 9311))
+        holder.listen()
+    except OSError:
+        pass  # held already (another node of this test run, say): taken either way
+    try:
+        server = rexec_factory()
+        with rexec.client.connect(port=server.port, timeout=30) as c:
+            assert c.eval("1") == 1
+        assert "event=metrics-off" in server.log_text()
+    finally:
+        holder.close()
