@@ -306,6 +306,9 @@ def test_web_probes_use_a_path_that_needs_no_login(objects):
         assert port_number(c, get["port"]) == WEB_PORT
         assert app.get(get["path"]).status_code == 200, f"{probe}: GET {get['path']}"
     assert app.get("/status").status_code == 401  # the reason for not probing it
+    # readiness says whether work can be served; liveness only that the process answers
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_web_listens_on_its_container_port(objects):

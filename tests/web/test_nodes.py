@@ -201,3 +201,62 @@ def test_the_nodes_command_line(cluster) -> None:
     assert "draining" in run("drain", str(node_id))
     assert "removed" in run("remove", str(node_id))
     assert f"127.0.0.1:{nodes[2].port}" not in run("list")
+
+
+def test_health_endpoints_and_the_web_nodes_in_status(cluster) -> None:
+    web, nodes = cluster
+    assert httpx.get(f"{web.url}/healthz").json() == {"status": "alive"}
+    ready = httpx.get(f"{web.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["compute"] == "pass"
+    with web.client() as admin:
+        listed = admin.get("/status").json()["webNodes"]
+        assert [n["self"] for n in listed] == [True] and listed[0]["alive"]
+        nodes[0].process.kill()  # the only compute node it knows
+        nodes[0].process.wait(10)
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{web.url}/readyz").status_code == 200:
+            assert time.monotonic() < deadline, "never unready without compute nodes"
+            time.sleep(0.2)
+        assert httpx.get(f"{web.url}/readyz").json()["compute"] == "fail"
+        assert httpx.get(f"{web.url}/healthz").status_code == 200  # alive all the same
+
+
+def test_sqlite_serves_one_web_node_only(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import UTF8, free_port, launch_web
+
+    database = f"sqlite:///{tmp_path / 'one.db'}"
+    port = free_port()
+    command = [sys.executable, "-m", "rexec.cli", "web", "--host", "127.0.0.1"]
+    options = ["--compute", f"127.0.0.1:{free_port()}", "--database-url", database]
+    env = {**UTF8, "REXEC_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    first = launch_web(
+        [*command, "--port", str(port), *options], port, tmp_path / "a.log", env, tmp_path
+    )
+    try:
+        second = subprocess.run(
+            [*command, "--port", str(free_port()), *options],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert "serves one web node only" in second.stdout + second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(30)
+    # once the first has stopped (its heartbeat removed), a web node starts again
+    again_port = free_port()
+    again = launch_web(
+        [*command, "--port", str(again_port), *options],
+        again_port,
+        tmp_path / "b.log",
+        env,
+        tmp_path,
+    )
+    os.killpg(again.pid, signal.SIGTERM)
+    again.wait(30)

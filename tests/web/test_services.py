@@ -633,3 +633,34 @@ def test_a_call_says_where_its_time_went(cars, admin) -> None:
     )
     assert set(stages) == {"inputs", "checkout", "r", "outputs"}
     assert all(v >= 0 for v in stages.values()) and stages["r"] > 0
+
+
+def test_web_nodes_of_another_database_leave_this_one_s_pools_alone(
+    services_web: Web, services_compute, admin, cars, tmp_path
+) -> None:
+    """Two web clusters (two databases) sharing a compute node: each reconciles only its
+    own pools (they are named by the database's own id)."""
+    from tests.web.conftest import services_settings, start_web, stop_web
+
+    other = start_web(
+        services_settings(
+            services_compute, f"sqlite:///{tmp_path / 'other.db'}", service_reconcile_interval=0.3
+        )
+    )
+    try:
+        with other.client() as theirs:
+            body = {
+                "code": "x <- 2",
+                "outputParameterDefinitions": [{"name": "x", "type": "numeric"}],
+            }
+            assert theirs.post("/services/cars/v1", json=body).status_code == 201  # same name
+            time.sleep(1.5)  # several of its reconciliations
+            node = services_web.node.compute.nodes[0].config
+            pools = rexec.client.pool_status(port=node.port, user=node.user, password=node.password)
+            ours = services_web.node.services.prefix
+            assert any(name.startswith(ours) for name in pools["pools"])  # still there
+            assert theirs.post("/api/cars/v1", json={}).json()["outputParameters"]["x"] == 2
+            theirs.delete("/services/cars/v1")
+        assert _call(admin, "cars/v1", {"wt": 3, "hp": 100}).json()["success"]
+    finally:
+        stop_web(other)

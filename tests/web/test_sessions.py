@@ -195,3 +195,32 @@ def test_idle_sessions_time_out(compute_node, tmp_path) -> None:
             assert client.post(f"/sessions/{sid}/execute", json={"code": "1"}).status_code == 410
     finally:
         stop_web(web)
+
+
+def test_an_execution_past_its_timeout_is_interrupted_and_the_session_kept(
+    compute_node, tmp_path
+) -> None:
+    web = start_web(
+        settings_for(compute_node, f"sqlite:///{tmp_path / 'web.db'}", execution_timeout=1.0)
+    )
+    try:
+        with web.client() as client:
+            session = client.post("/sessions", json={}).json()["id"]
+            assert client.post(f"/sessions/{session}/execute", json={"code": "kept <- 42"}).json()[
+                "success"
+            ]
+            started = time.monotonic()
+            reply = client.post(f"/sessions/{session}/execute", json={"code": "Sys.sleep(30)"})
+            assert reply.status_code == 504, reply.text
+            assert "interrupted" in reply.json()["message"]
+            assert time.monotonic() - started < 10
+            after = client.post(
+                f"/sessions/{session}/execute",
+                json={"code": "k <- kept", "outputParameters": ["k"]},
+            ).json()
+            assert after["success"] and after["outputParameters"][0]["value"] == 42
+            history = client.get(f"/sessions/{session}/history").json()
+            assert [h["success"] for h in history] == [True, False, True]
+            client.delete(f"/sessions/{session}")
+    finally:
+        stop_web(web)

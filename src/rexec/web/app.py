@@ -21,6 +21,7 @@ from rexec.web import (
     api_snapshots,
     docs,
     errors,
+    health,
 )
 from rexec.web.auth import Auth, CurrentUser
 from rexec.web.batch import Batches
@@ -47,6 +48,7 @@ class WebNode:
     services: Services
     batches: Batches
     registry: Registry
+    heartbeat: health.Heartbeat
     started: float = field(default_factory=time.time)
 
     @classmethod
@@ -59,10 +61,11 @@ class WebNode:
             db,
             Auth(db, settings),
             compute,
-            Sessions(db, compute, settings.session_idle_timeout),
+            Sessions(db, compute, settings.session_idle_timeout, settings.execution_timeout),
             services,
             Batches(db, services, settings),
             Registry(db, compute, settings),
+            health.Heartbeat(db, settings),
         )
 
 
@@ -84,8 +87,10 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The batch queue is bound to this event loop (uvicorn's).
         node.batches.wake = asyncio.Event()
+        await asyncio.to_thread(node.heartbeat.start)  # SQLite: refused if another is alive
         await node.registry.refresh()  # registered nodes are known before any request
         loops = [
+            asyncio.ensure_future(node.heartbeat.keep_beating()),
             asyncio.ensure_future(node.registry.keep_checking()),
             asyncio.ensure_future(node.sessions.reap()),
             asyncio.ensure_future(node.services.keep_reconciling()),
@@ -99,6 +104,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
             await node.batches.close()
             await node.services.close()
             await node.sessions.close_all()
+            await asyncio.to_thread(node.heartbeat.stop)
 
     app = FastAPI(
         title="rexec web node",
@@ -118,6 +124,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
     app.include_router(api_snapshots.router)
     app.include_router(api_services.router)
     app.include_router(api_nodes.router)
+    app.include_router(health.router)
 
     @app.get("/status", tags=["status"])
     def status(user: CurrentUser, request: Request) -> dict[str, Any]:
@@ -136,6 +143,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
                 "uptime": round(time.time() - node.started, 1),
                 "sessions": node.sessions.counts(),
             },
+            "webNodes": node.heartbeat.listing(),
             "database": {"type": node.db.kind, "state": "pass" if database_ok else "fail"},
             "computeNodes": compute,
         }

@@ -181,6 +181,16 @@ class BatchItem(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class WebNodeRecord(Base):
+    """A web node's heartbeat: every web node on a database, and whether it is alive."""
+
+    __tablename__ = "web_nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class LoginFailure(Base):
     """Consecutive failed logins per user name, shared by every web node, so spreading
     guesses over web nodes does not escape the growing delay."""

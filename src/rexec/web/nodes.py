@@ -68,9 +68,10 @@ def node_secret(settings: WebSettings, database: Database) -> bytes | None:
     secret = settings.node_secret
     if secret:
         return secret.encode()
-    if database.kind != "sqlite" or ":memory:" in database.url:
-        return None
-    path = Path(database.url.split("///", 1)[1] + ".node-key")
+    filename = database.engine.url.database
+    if database.kind != "sqlite" or not filename or filename == ":memory:":
+        return None  # sealing then needs node_secret (no file to keep a key next to)
+    path = Path(filename + ".node-key")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:

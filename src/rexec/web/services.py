@@ -24,6 +24,7 @@ import datetime as dt
 import io
 import logging
 import re
+import secrets
 import tarfile
 import time
 import uuid
@@ -79,13 +80,15 @@ class ServiceDef:
     pool_max: int
     revision: int
     created_at: dt.datetime
+    #: The database's own id (web nodes of other databases may share a compute node).
+    cluster: str = ""
 
     @property
     def pool_name(self) -> str:
-        return f"{POOL_PREFIX}{self.id}-r{self.revision}"
+        return f"{POOL_PREFIX}{self.cluster}-{self.id}-r{self.revision}"
 
     @classmethod
-    def of(cls, row: Service, owner: str) -> ServiceDef:
+    def of(cls, row: Service, owner: str, cluster: str = "") -> ServiceDef:
         return cls(
             row.id,
             row.name,
@@ -109,6 +112,7 @@ class ServiceDef:
             row.pool_max,
             row.revision,
             row.created_at,
+            cluster,
         )
 
     def record(self) -> dict[str, Any]:
@@ -158,6 +162,7 @@ class Lane:
     limit: int
     idle: list[Held] = field(default_factory=list)
     in_use: int = 0
+    opening: int = 0  # spare connections being opened in the background
     gate: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,6 +188,11 @@ class Services:
         self._defined: dict[str, set[str]] = {}  # node name -> pool names defined there
         self._define_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Pools are named svc-<cluster>-<id>-r<revision>: <cluster> is this database's
+        #: own random id, so web nodes of another database sharing a compute node
+        #: never take (or remove) this one's pools.
+        self.cluster = db.meta("cluster_id", secrets.token_hex(4))
+        self.prefix = f"{POOL_PREFIX}{self.cluster}-"
 
     # ------------------------------------------------------------------ records
     def _load(self, name: str, version: str) -> ServiceDef | None:
@@ -193,7 +203,7 @@ class Services:
             if row is None:
                 return None
             owner = db.get(User, row.owner_id)
-            return ServiceDef.of(row, owner.username if owner else "")
+            return ServiceDef.of(row, owner.username if owner else "", self.cluster)
 
     def _load_default(self, name: str) -> str | None:
         with self.db.session() as db:
@@ -251,7 +261,7 @@ class Services:
             if version is not None:
                 query = query.where(Service.version == version)
             rows = db.execute(query.order_by(Service.name, Service.created_at)).all()
-            return [ServiceDef.of(row, owner) for row, owner in rows]
+            return [ServiceDef.of(row, owner, self.cluster) for row, owner in rows]
 
     # ------------------------------------------------------------------ publish
     async def publish(
@@ -680,7 +690,7 @@ class Services:
             except (ClientError, OSError, TimeoutError, CallFailed):
                 self._defined.pop(node.config.name, None)
                 continue
-            running = {n for n in status["pools"] if n.startswith(POOL_PREFIX)}
+            running = {n for n in status["pools"] if n.startswith(self.prefix)}
             self._defined[node.config.name] = set(running)
             for name in running - set(wanted):
                 with contextlib.suppress(ClientError, OSError, TimeoutError):
@@ -708,6 +718,10 @@ class Services:
             lane = self._lanes[key] = Lane(defn.pool_max)
         return lane
 
+    def _node_named(self, lane: Lane) -> NodeState:
+        name = next(node for (_pool, node), known in self._lanes.items() if known is lane)
+        return next(n for n in self._nodes() if n.config.name == name)
+
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.settings.retry_after)}
 
@@ -726,6 +740,10 @@ class Services:
             while lane.idle:
                 held = lane.idle.pop()
                 if not held.connection.closed:
+                    self._refill(defn, node, lane)
+                    if held.calls + 1 >= self.settings.service_recycle_after:
+                        lane.opening += 1  # its last call: its successor starts now
+                        self._track(self._open_spare(defn, node, lane))
                     return lane, node, held
             return lane, node, Held(await self._open(defn, node))
         except BaseException:
@@ -759,6 +777,40 @@ class Services:
             return connection
         raise CallFailed(503, "the service's pool could not be started")  # pragma: no cover
 
+    def _refill(self, defn: ServiceDef, node: NodeState, lane: Lane) -> None:
+        """Keep ``initialPoolSize`` connections open and warmed ahead of the calls (a new
+        shell's connection and its first call's page faults stay off the call path;
+        for isolation "process" these are the fresh shells the next calls take)."""
+        spare = min(max(defn.pool_initial, 1), lane.limit - lane.in_use)
+        for _ in range(spare - len(lane.idle) - lane.opening):
+            lane.opening += 1
+            self._track(self._open_spare(defn, node, lane))
+
+    async def _open_spare(self, defn: ServiceDef, node: NodeState, lane: Lane) -> None:
+        try:
+            connection = await self._open(defn, node)
+            try:  # one empty call: the shell's first-call work done before a real call
+                await connection.call(
+                    "rexec_service_call",
+                    "invisible(NULL)",
+                    Sexp(XT.VECTOR, [], conv.attributes(names=conv.strings([]))),
+                    conv.strings([]),
+                    conv.strings([]),
+                    10.0,
+                    convert="raw",
+                )
+            except (ClientError, OSError):
+                await connection.close()
+                return
+            if lane in self._lanes.values():
+                lane.idle.append(Held(connection))
+            else:
+                await connection.close()
+        except (CallFailed, ClientError, OSError) as exc:
+            log.debug("no spare connection for %s: %s", defn.pool_name, exc)
+        finally:
+            lane.opening -= 1
+
     def _checkin(self, defn: ServiceDef, lane: Lane, held: Held, reusable: bool) -> None:
         lane.in_use -= 1
         lane.gate.release()
@@ -773,6 +825,8 @@ class Services:
             lane.idle.append(held)
         else:
             self._track(held.connection.close())
+            if lane in self._lanes.values():
+                self._refill(defn, self._node_named(lane), lane)
 
     async def call(
         self,

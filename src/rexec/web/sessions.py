@@ -60,10 +60,13 @@ class Live:
 
 
 class Sessions:
-    def __init__(self, db: Database, compute: Compute, idle_timeout: float) -> None:
+    def __init__(
+        self, db: Database, compute: Compute, idle_timeout: float, execution_timeout: float = 0.0
+    ) -> None:
         self.db = db
         self.compute = compute
         self.idle_timeout = idle_timeout
+        self.execution_timeout = execution_timeout
         self.live: dict[str, Live] = {}
 
     # ------------------------------------------------------------------ lifetime
@@ -194,10 +197,27 @@ class Sessions:
         running = Running(os.path.join(live.tempdir, f"rexec-console-{number}.txt"))
         live.running = running
         started = utcnow()
+        timed_out = False
         try:
-            result = await self.use(
-                live, lambda c: self._run(c, values, code, running, number, outputs), wait=True
+            work = asyncio.ensure_future(
+                self.use(
+                    live, lambda c: self._run(c, values, code, running, number, outputs), wait=True
+                )
             )
+            done, _ = await asyncio.wait({work}, timeout=self.execution_timeout or None)
+            if not done:  # interrupt it (the session stays); R's handler then answers
+                timed_out = True
+                with contextlib.suppress(ClientError, OSError, TimeoutError):
+                    await asyncio.wait_for(live.connection.cancel(), 10)
+                try:
+                    await asyncio.wait_for(asyncio.shield(work), 10)
+                except TimeoutError:  # R did not stop: the shell goes, and the session
+                    work.cancel()
+                    await self.close(live.id, "gone")
+                    raise ApiError(
+                        504, "the execution ran past its timeout and did not stop"
+                    ) from None
+            result = work.result()
         finally:
             live.running = None
             running.done.set()
@@ -215,6 +235,12 @@ class Sessions:
             finished_at=utcnow(),
         )
         await asyncio.to_thread(self._add, record)
+        if timed_out:
+            raise ApiError(
+                504,
+                f"execution {number} ran past sessions.execution_timeout "
+                f"({self.execution_timeout:g} s) and was interrupted; the session is kept",
+            )
         return {"executionId": number, **result}
 
     async def _run(

@@ -189,6 +189,21 @@ class WebSettings:
         "Seconds a session may stay unused before it is closed (its R shell freed).",
         minimum=0,
     )
+    execution_timeout: float = setting(
+        "sessions.execution_timeout",
+        3600.0,
+        "Seconds one session execution may run; then it is interrupted (the session stays) "
+        "and the request answered 504. 0: no limit (the compute node's limits.eval_timeout "
+        "still applies).",
+        minimum=0,
+    )
+    heartbeat_interval: float = setting(
+        "server.heartbeat_interval",
+        5.0,
+        "Seconds between this web node's heartbeats in the database (the web nodes in "
+        "/status; on SQLite, a second live web node is refused at start).",
+        minimum=0.1,
+    )
     service_pool_initial: int = setting(
         "services.pool_initial",
         1,
