@@ -211,14 +211,6 @@ def test_a_partitioned_compute_node_is_down_then_healthy_and_takes_sessions_agai
     print(f"partition: down after {took:.1f} s, healthy {back:.1f} s after the heal; {landed}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="web nodes starve each other of service shells: each web node's lane admits "
-    "maxPoolSize calls per compute node and keeps its connections to the pool's shells "
-    "open, so with two web nodes one finds every shell held by the other, its connect "
-    "queues on the compute node and times out: 503 '<node>: TimeoutError()'",
-)
 def test_fifty_clients_through_both_web_nodes_every_call_answered(
     healthy: Cluster, service: str
 ) -> None:

@@ -192,10 +192,15 @@ def test_a_web_node_stopped_mid_batch_another_finishes_it_and_no_item_runs_twice
 
 def test_two_web_nodes_share_one_postgresql_queue(services_compute, postgres_url, marks) -> None:
     nodes = [
-        start_web(services_settings(services_compute, postgres_url, batch_workers=2))
+        start_web(
+            services_settings(
+                services_compute, postgres_url, batch_workers=2, heartbeat_interval=0.3
+            )
+        )
         for _ in range(2)
     ]
     try:
+        time.sleep(1.0)  # each knows the other (heartbeats): they share the pool's shells
         with nodes[0].client() as client:
             _publish(client, "bshared", **{})
             client.post("/services/bshared/1/pool", json={"initialPoolSize": 2, "maxPoolSize": 4})

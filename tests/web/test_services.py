@@ -215,6 +215,7 @@ def test_an_output_of_the_wrong_type_or_missing_fails_the_call(admin) -> None:
         outputParameterDefinitions=[{"name": "y", "type": "numeric"}],
     )
     text = _call(admin, "badout/1", {"which": "text"}).json()
+    assert "success" in text, text
     assert text["success"] is False and "'y' is character, declared numeric" in text["errorMessage"]
     missing = _call(admin, "badout/1", {"which": "none"}).json()
     assert missing["success"] is False and "'y' was not set" in missing["errorMessage"]

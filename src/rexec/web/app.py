@@ -88,6 +88,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
         # The batch queue is bound to this event loop (uvicorn's).
         node.batches.wake = asyncio.Event()
         await asyncio.to_thread(node.heartbeat.start)  # SQLite: refused if another is alive
+        node.services.peers = lambda: node.heartbeat.alive  # they share service shells
         await node.registry.refresh()  # registered nodes are known before any request
         loops = [
             asyncio.ensure_future(node.heartbeat.keep_beating()),

@@ -252,6 +252,17 @@ class Batches:
                 )
             for batch_id in {item.batch_id for item in lost}:
                 _maybe_finish(db, batch_id)
+            # and any batch left open with nothing left to run (a finisher that failed)
+            stale = db.scalars(
+                select(Batch.id).where(
+                    Batch.state.in_(OPEN),
+                    ~select(BatchItem.id)
+                    .where(BatchItem.batch_id == Batch.id, BatchItem.state.in_(OPEN))
+                    .exists(),
+                )
+            ).all()
+            for batch_id in stale:
+                _maybe_finish(db, batch_id)
 
     async def _notice_cancels(self) -> None:
         ids = {item.batch_id for item in self.running.values()}
@@ -273,6 +284,7 @@ class Batches:
             result = await self.services.call(defn, item.inputs, cancelled=item.cancelled)
         except CallFailed as exc:
             if exc.status == 503:  # it never started: back in the queue
+                log.info("batch %s item %d back in the queue: %s", item.batch_id, item.index, exc)
                 await asyncio.to_thread(self._requeue, item.id)
                 return
             state = "cancelled" if exc.status == 499 else "failed"
@@ -327,11 +339,11 @@ def _unfinished(db: Any, batch_id: str) -> int:
 
 
 def _maybe_finish(db: Any, batch_id: str) -> None:
-    """Close the batch once none of its items is queued or running."""
-    if _unfinished(db, batch_id):
-        return
-    batch = db.get(Batch, batch_id)
-    if batch is None or batch.finished_at is not None:
+    """Close the batch once none of its items is queued or running. The batch row is
+    locked first: two web nodes finishing its last two items at once would each count
+    the other's item as still running (neither committed yet) and leave it open."""
+    batch = db.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+    if batch is None or batch.finished_at is not None or _unfinished(db, batch_id):
         return
     if batch.state != "cancelled":
         succeeded = db.scalar(

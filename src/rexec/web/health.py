@@ -42,6 +42,8 @@ class Heartbeat:
         self.settings = settings
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.address = f"{settings.host}:{settings.port}"
+        #: Web nodes alive on this database at the last beat (this one included).
+        self.alive = 1
 
     def _fresh_since(self) -> dt.datetime:
         return utcnow() - dt.timedelta(seconds=3 * self.settings.heartbeat_interval)
@@ -61,6 +63,7 @@ class Heartbeat:
                         "(database.url = postgresql://...) for several"
                     )
             db.add(WebNodeRecord(id=self.id, address=self.address))
+        self.beat()
 
     def beat(self) -> None:
         with self.db.session() as db:
@@ -71,6 +74,10 @@ class Heartbeat:
                 row.seen_at = utcnow()
             week = utcnow() - dt.timedelta(days=7)
             db.execute(delete(WebNodeRecord).where(WebNodeRecord.seen_at < week))
+            fresh = db.scalars(
+                select(WebNodeRecord.id).where(WebNodeRecord.seen_at > self._fresh_since())
+            ).all()
+            self.alive = max(1, len(set(fresh) | {self.id}))
 
     def stop(self) -> None:
         with contextlib.suppress(Exception), self.db.session() as db:

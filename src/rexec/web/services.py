@@ -157,20 +157,47 @@ class Held:
 
 @dataclass(slots=True)
 class Lane:
-    """This web node's connections to one service pool on one compute node."""
+    """This web node's connections to one service pool on one compute node. ``limit``
+    is this web node's share of the pool's shells: ``maxPoolSize`` divided among the
+    live web nodes (each holds connections to the shells it uses, so together they
+    never want more shells than the pool has)."""
 
     limit: int
     idle: list[Held] = field(default_factory=list)
     in_use: int = 0
     opening: int = 0  # spare connections being opened in the background
-    gate: asyncio.Semaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.gate = asyncio.Semaphore(self.limit)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
     def free(self) -> int:
         return self.limit - self.in_use
+
+    async def enter(self, timeout: float) -> bool:
+        """A place for one call (False: none within ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_use >= self.limit:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter = loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                return False
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+        self.in_use += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_use -= 1
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
 
 # ====================================================================== the manager
@@ -192,6 +219,8 @@ class Services:
         #: own random id, so web nodes of another database sharing a compute node
         #: never take (or remove) this one's pools.
         self.cluster = db.meta("cluster_id", secrets.token_hex(4))
+        #: How many web nodes are alive (they share each pool's shells); set by the app.
+        self.peers: Any = lambda: 1
         self.prefix = f"{POOL_PREFIX}{self.cluster}-"
 
     # ------------------------------------------------------------------ records
@@ -716,6 +745,9 @@ class Services:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = Lane(defn.pool_max)
+        lane.limit = max(1, defn.pool_max // max(1, self.peers()))
+        while lane.idle and lane.in_use + len(lane.idle) > lane.limit:  # another web node
+            self._track(lane.idle.pop(0).connection.close())  # came: leave it its share
         return lane
 
     def _node_named(self, lane: Lane) -> NodeState:
@@ -731,24 +763,28 @@ class Services:
             raise CallFailed(503, "no compute node takes work (all draining or down)")
         node = max(nodes, key=lambda n: self._lane(defn, n).free)
         lane = self._lane(defn, node)
+        if not await lane.enter(self.settings.service_wait):
+            raise CallFailed(503, "every shell of this service is busy")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.service_wait
         try:
-            await asyncio.wait_for(lane.gate.acquire(), self.settings.service_wait)
-        except TimeoutError:
-            raise CallFailed(503, "every shell of this service is busy") from None
-        lane.in_use += 1
-        try:
-            while lane.idle:
-                held = lane.idle.pop()
-                if not held.connection.closed:
-                    self._refill(defn, node, lane)
-                    if held.calls + 1 >= self.settings.service_recycle_after:
-                        lane.opening += 1  # its last call: its successor starts now
-                        self._track(self._open_spare(defn, node, lane))
-                    return lane, node, held
-            return lane, node, Held(await self._open(defn, node))
+            while True:
+                while lane.idle:
+                    held = lane.idle.pop()
+                    if not held.connection.closed:
+                        self._refill(defn, node, lane)
+                        last = held.calls + 1 >= self.settings.service_recycle_after
+                        if last and lane.in_use + len(lane.idle) + lane.opening < lane.limit:
+                            lane.opening += 1  # its last call: its successor starts now
+                            self._track(self._open_spare(defn, node, lane))
+                        return lane, node, held
+                # A connection of its own only within the share (spares being opened
+                # count): more would queue on the compute node for a shell.
+                if lane.in_use + lane.opening <= lane.limit or loop.time() > deadline:
+                    return lane, node, Held(await self._open(defn, node))
+                await asyncio.sleep(0.005)  # a spare is about to land in idle
         except BaseException:
-            lane.in_use -= 1
-            lane.gate.release()
+            lane.leave()
             raise
 
     async def _open(self, defn: ServiceDef, node: NodeState) -> AsyncConnection:
@@ -766,9 +802,7 @@ class Services:
                     except ApiError as failed:
                         raise CallFailed(503, failed.message) from None
                     continue
-                node.reachable = isinstance(exc, TimeoutError) or not isinstance(
-                    exc, ConnectionLost
-                )
+                # One failed connection says little: the health checks decide "down".
                 raise CallFailed(503, f"{node.config.name}: {exc}") from None
             except (OSError, TimeoutError) as exc:
                 raise CallFailed(503, f"{node.config.name}: {exc!r}") from None
@@ -781,8 +815,9 @@ class Services:
         """Keep ``initialPoolSize`` connections open and warmed ahead of the calls (a new
         shell's connection and its first call's page faults stay off the call path;
         for isolation "process" these are the fresh shells the next calls take)."""
-        spare = min(max(defn.pool_initial, 1), lane.limit - lane.in_use)
-        for _ in range(spare - len(lane.idle) - lane.opening):
+        ready = min(max(defn.pool_initial, 1), lane.limit)  # idle ones to keep
+        room = lane.limit - lane.in_use - len(lane.idle) - lane.opening  # within the share
+        for _ in range(min(ready - len(lane.idle) - lane.opening, room)):
             lane.opening += 1
             self._track(self._open_spare(defn, node, lane))
 
@@ -812,10 +847,10 @@ class Services:
             lane.opening -= 1
 
     def _checkin(self, defn: ServiceDef, lane: Lane, held: Held, reusable: bool) -> None:
-        lane.in_use -= 1
-        lane.gate.release()
+        lane.leave()
         keep = (
-            reusable
+            lane.in_use + len(lane.idle) < lane.limit  # within this web node's share
+            and reusable
             and defn.isolation == "shell"
             and held.calls < self.settings.service_recycle_after
             and not held.connection.closed
