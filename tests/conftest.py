@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +17,22 @@ from bench import servers
 from bench.servers import UTF8, free_port, r_package_file, wait_for_id_string
 
 __all__ = ["UTF8", "Server", "free_port", "r_package_file", "start_rexec", "wait_for_id_string"]
+
+#: The environment's LD_LIBRARY_PATH before any test embeds R in this process: R's start-up
+#: sets it (R's lib directory, then /usr/lib/<arch>), and child processes started from
+#: os.environ after that loaded the system's older libpython instead of the virtualenv
+#: interpreter's own (ImportError: undefined symbol in _ssl).
+_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+
+
+@pytest.fixture(autouse=True)
+def _no_library_path_from_embedded_r() -> Iterator[None]:
+    yield
+    if os.environ.get("LD_LIBRARY_PATH") != _LIBRARY_PATH:
+        if _LIBRARY_PATH is None:
+            del os.environ["LD_LIBRARY_PATH"]
+        else:
+            os.environ["LD_LIBRARY_PATH"] = _LIBRARY_PATH
 
 
 @dataclass

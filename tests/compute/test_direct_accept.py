@@ -107,9 +107,11 @@ def test_with_a_required_login_the_server_process_admits_every_connection(
     with RawClient(server.port) as client:
         assert login(client, "alice", "s3cret").ok
         assert client.eval("1L").value() == 1
-    log = server.log_text()
-    assert re.search(r"session=s\d+ client=\S+ event=accepted", log)
-    assert not re.search(r"session=p\d+ client=\S+ event=accepted", log)
+    deadline = time.monotonic() + 10
+    while not re.search(r"session=s\d+ client=\S+ event=accepted", server.log_text()):
+        assert time.monotonic() < deadline, server.log_text()  # logged after the hand-over
+        time.sleep(0.05)
+    assert not re.search(r"session=p\d+ client=\S+ event=accepted", server.log_text())
 
 
 def test_with_an_optional_login_shells_accept_and_hand_back_logins(rexec_factory, users) -> None:

@@ -107,7 +107,8 @@ def test_sessions_go_where_shells_are_free_and_never_to_a_draining_node(cluster)
         ids = [_register(admin, node) for node in nodes[1:]]
         opened = [admin.post("/sessions", json={}).json()["id"] for _ in range(6)]
         where = Counter(admin.get(f"/sessions/{s}").json()["computeNode"] for s in opened)
-        assert len(where) == 3 and max(where.values()) - min(where.values()) <= 1, where
+        # the most free shells first: every node used, none given most of them
+        assert len(where) == 3 and max(where.values()) - min(where.values()) <= 2, where
         assert admin.post(f"/computenodes/{ids[0]}/drain").status_code == 200
         assert _wait_state(admin, nodes[1].port, "draining")["state"] == "draining"
         more = [admin.post("/sessions", json={}).json()["id"] for _ in range(4)]
