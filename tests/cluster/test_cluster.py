@@ -10,6 +10,7 @@ clients calling a service through both web nodes; a web node killed mid-session.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -192,9 +193,23 @@ def test_a_partitioned_compute_node_is_down_then_healthy_and_takes_sessions_agai
     web = cluster.web
     island = cluster.compute[2]
     clients = [sessions.client(w) for w in web]
+    # a session on the island, busy in R when the link goes down
+    stranded = next(
+        s
+        for s in (sessions.open(web[i % 2]) for i in range(9))
+        if sessions.node(s) == cluster.node_name(island)
+    )
+    answer: list[int] = []
+    busy = threading.Thread(
+        target=lambda: answer.append(sessions.execute(stranded, "Sys.sleep(15)").status_code)
+    )
+    busy.start()
+    time.sleep(0.5)
     island.partition()  # its veth link down: nothing reaches it, its processes run on
     try:
         took = cluster.wait_state(island, "down", timeout=10)
+        busy.join(10)  # the request in flight ends once the node is found down
+        assert answer == [410], answer  # not a hang until the partition heals
         assert island.alive
         placed = [sessions.open(web[i % 2]) for i in range(4)]
         assert cluster.node_name(island) not in {sessions.node(s) for s in placed}

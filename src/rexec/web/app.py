@@ -89,6 +89,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
         node.batches.wake = asyncio.Event()
         await asyncio.to_thread(node.heartbeat.start)  # SQLite: refused if another is alive
         node.services.peers = lambda: node.heartbeat.alive  # they share service shells
+        node.compute.on_down.append(node.sessions.node_down)
         await node.registry.refresh()  # registered nodes are known before any request
         loops = [
             asyncio.ensure_future(node.heartbeat.keep_beating()),

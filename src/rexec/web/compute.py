@@ -83,6 +83,10 @@ class NodeState:
 class Compute:
     settings: WebSettings
     nodes: list[NodeState] = field(default_factory=list)
+    #: Called with a node a check found down (it was not before): the sessions there
+    #: are ended, so requests in flight on it answer 410 instead of hanging (a
+    #: partitioned node's connections see no end of stream).
+    on_down: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -154,10 +158,13 @@ class Compute:
                 timeout=self.settings.connect_timeout,
             )
         except (ClientError, OSError) as exc:
-            if node.reachable is not False:
-                log.warning("compute node %s is down: %s", config.name, exc)
+            was_up = node.reachable is not False
             node.reachable, node.last_error = False, str(exc) or repr(exc)
             node.pools = None
+            if was_up:
+                log.warning("compute node %s is down: %s", config.name, exc)
+                for callback in self.on_down:
+                    await callback(node)
         else:
             if node.reachable is False:
                 log.info("compute node %s is back", config.name)

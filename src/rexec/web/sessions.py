@@ -116,6 +116,13 @@ class Sessions:
                 else:
                     row.state = state
 
+    async def node_down(self, node: NodeState) -> None:
+        """End the sessions on a compute node found down: their requests answer 410."""
+        for live in [live for live in self.live.values() if live.node is node]:
+            log.warning("session %s: its compute node %s is down", live.id, node.config.name)
+            await live.connection.close()  # a request waiting on it sees the end now
+            await self.close(live.id, "gone")
+
     async def close_all(self) -> None:
         for session_id in list(self.live):
             await self.close(session_id, "closed")
