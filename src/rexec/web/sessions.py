@@ -100,12 +100,13 @@ class Sessions:
         return row
 
     async def close(self, session_id: str, state: str | None = None) -> None:
-        """End the live part; with ``state`` keep the record marked so, else delete it."""
+        """End the live part; with ``state`` keep the record marked so, else delete it.
+        The record first: a reader that no longer finds the live part then finds why."""
+        await asyncio.to_thread(self._mark, session_id, state)
         live = self.live.pop(session_id, None)
         if live is not None:
             await live.connection.close()
             self.compute.release(live.node)
-        await asyncio.to_thread(self._mark, session_id, state)
 
     def _mark(self, session_id: str, state: str | None) -> None:
         with self.db.session() as db:
