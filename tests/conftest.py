@@ -182,3 +182,32 @@ def launch_web(
                 return process
         except httpx.TransportError:
             time.sleep(0.2)
+
+
+def headless_dom(url: str, profile: Path, *extra: str) -> str:
+    """The DOM Debian's headless Chromium renders for ``url`` with every host name but
+    127.0.0.1 unresolvable (so nothing can come from a CDN); skips without chromium."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("no chromium binary: `make deps` installs Debian's chromium package")
+    command = [
+        browser,
+        "--headless=new",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        *extra,
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        url,
+    ]
+    if os.geteuid() == 0:
+        command.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    return ran.stdout

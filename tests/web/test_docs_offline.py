@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -22,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import UTF8, free_port, launch_web
+from tests.conftest import UTF8, free_port, headless_dom, launch_web
 
 URL = re.compile(r"(?:https?:)?//[^\s\"'<>()]+", re.IGNORECASE)
 
@@ -97,32 +95,8 @@ def test_redoc_from_a_cdn_is_gone(web_url: str) -> None:
 
 
 def test_a_browser_without_network_renders_the_operations(web_url: str, tmp_path: Path) -> None:
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.skip("no chromium binary: `make deps` installs Debian's chromium package")
     net_log = tmp_path / "net.json"
-    command = [
-        browser,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        # no name resolves but 127.0.0.1, so a CDN (or any other host) cannot be reached
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        f"--log-net-log={net_log}",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        f"{web_url}/docs",
-    ]
-    if os.geteuid() == 0:
-        command.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
-    ran = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert ran.returncode == 0, ran.stderr[-4000:]
-    dom = ran.stdout
+    dom = headless_dom(f"{web_url}/docs", tmp_path / "profile", f"--log-net-log={net_log}")
 
     assert 'class="swagger-ui' in dom, dom[:4000]
     assert "Failed to load API definition" not in dom

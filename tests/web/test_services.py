@@ -5,10 +5,7 @@ pools, per-service OpenAPI and its Swagger UI page in a real browser, snapshots.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 from openapi_spec_validator import validate
 
 import rexec.client
+from tests.conftest import headless_dom
 from tests.web.conftest import Web
 
 MODEL = "model <- lm(mpg ~ wt + hp, data = mtcars); loaded_by <- Sys.getpid()"
@@ -492,30 +490,8 @@ def test_swagger_json_is_valid_openapi_with_the_typed_operation(cars, admin) -> 
 def test_swagger_ui_renders_the_service_operation_offline(
     cars, services_web: Web, tmp_path: Path
 ) -> None:
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.skip("no chromium binary: `make deps` installs Debian's chromium package")
     token = services_web.token()
-    command = [
-        browser,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        f"{services_web.url}/docs/services/cars/v1#token={token}",
-    ]
-    if os.geteuid() == 0:
-        command.insert(1, "--no-sandbox")
-    ran = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert ran.returncode == 0, ran.stderr[-4000:]
-    dom = ran.stdout
+    dom = headless_dom(f"{services_web.url}/docs/services/cars/v1#token={token}", tmp_path)
     assert "Failed to load API definition" not in dom, dom[:4000]
     assert 'data-path="/api/cars/v1"' in dom, dom[:4000]
     assert "consumeCars" in dom  # displayOperationId: the service's operation by name

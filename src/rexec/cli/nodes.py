@@ -21,32 +21,12 @@ Password = Annotated[
 DEFAULT_URL = "http://127.0.0.1:12800"
 
 
-def _client(url: str, user: str, password: str | None) -> Any:
-    import httpx
+def _calls(url: str, user: str, password: str | None) -> Any:
+    """A logged-in web client whose errors become messages and exit codes (as for
+    ``rexec services``)."""
+    from rexec.cli.services import _Calls
 
-    if password is None:
-        password = typer.prompt(f"password for {user}", hide_input=True)
-    reply = httpx.post(f"{url}/login", json={"username": user, "password": password}, timeout=30)
-    if reply.status_code != 200:
-        console.print(f"[red]login failed ({reply.status_code}):[/red] {_message(reply)}")
-        raise typer.Exit(1)
-    token = reply.json()["access_token"]
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-
-def _message(reply: Any) -> str:
-    try:
-        body = reply.json()
-    except ValueError:
-        return reply.text
-    return str(body.get("message") or body.get("detail") or body)
-
-
-def _check(reply: Any) -> Any:
-    if reply.status_code >= 400:
-        console.print(f"[red]{reply.status_code}:[/red] {_message(reply)}")
-        raise typer.Exit(1)
-    return reply.json()
+    return _Calls(url, user, password)
 
 
 @app.command("add")
@@ -76,16 +56,16 @@ def add(
             if node_password is not None
             else os.environ.get("REXEC_NODE_PASSWORD", "")
         )
-    with _client(url, user, password) as client:
-        added = _check(client.post("/computenodes", json=body))
+    with _calls(url, user, password) as web:
+        added = web._json("POST", "/computenodes", json_body=body)
     console.print(f"compute node {added['id']} ({address}): {added['state']}")
 
 
 @app.command("list")
 def list_nodes(url: Url = DEFAULT_URL, user: User = "admin", password: Password = None) -> None:
     """Every compute node with its state and pools."""
-    with _client(url, user, password) as client:
-        nodes = _check(client.get("/computenodes"))
+    with _calls(url, user, password) as web:
+        nodes = web._json("GET", "/computenodes")
     table = Table("id", "node", "state", "pool", "idle", "busy", "max", "source")
     for node in nodes:
         pools = node["pools"] or {"": {}}
@@ -108,8 +88,8 @@ def remove(
     node_id: int, url: Url = DEFAULT_URL, user: User = "admin", password: Password = None
 ) -> None:
     """Forget a registered compute node."""
-    with _client(url, user, password) as client:
-        console.print(_check(client.delete(f"/computenodes/{node_id}"))["message"])
+    with _calls(url, user, password) as web:
+        console.print(web._json("DELETE", f"/computenodes/{node_id}")["message"])
 
 
 @app.command("drain")
@@ -122,5 +102,5 @@ def drain(
 ) -> None:
     """No new work goes to the node; what runs there finishes (then stop it)."""
     path = f"/computenodes/{node_id}/{'undrain' if undo else 'drain'}"
-    with _client(url, user, password) as client:
-        console.print(_check(client.post(path))["message"])
+    with _calls(url, user, password) as web:
+        console.print(web._json("POST", path)["message"])
