@@ -637,6 +637,8 @@ def test_web_nodes_of_another_database_leave_this_one_s_pools_alone(
             ours = services_web.node.services.prefix
             assert any(name.startswith(ours) for name in pools["pools"])  # still there
             assert theirs.post("/api/cars/v1", json={}).json()["outputParameters"]["x"] == 2
+            services_web.node.services._lanes.clear()  # new connections: to the pool as is
+            assert _call(admin, "cars/v1", {"wt": 3, "hp": 100}).json()["success"]  # our model
             theirs.delete("/services/cars/v1")
         assert _call(admin, "cars/v1", {"wt": 3, "hp": 100}).json()["success"]
     finally:
