@@ -201,6 +201,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Most detached sessions at once. They live outside `pool.max`, so detaching never "
         "takes shells from new connections; a detach beyond this gets ERR_detach_failed.",
     ),
+    Setting(
+        "session.park_timeout",
+        3600.0,
+        "Longest a parked session (rexec: detachSession with a timeout, resumed by "
+        "attachSession on the server's port; web nodes park sessions between requests) "
+        "waits to be resumed before it ends. Parked sessions count in `pool.max`.",
+    ),
     Setting("session.fileio", True, "Allow the QAP file commands (openFile ... removeFile)."),
     Setting(
         "session.encoding",

@@ -10,8 +10,8 @@ Both connection classes run the same sans-I/O operations (``_core``) over
 :mod:`rexec.protocol`; values are converted by :mod:`rexec.client.convert`.
 """
 
-from rexec.client._async import AsyncConnection, aconnect
-from rexec.client._core import ClientError, ConnectionLost, RError
+from rexec.client._async import AsyncConnection, aattach, aconnect
+from rexec.client._core import ClientError, ConnectionLost, RError, SessionGone
 from rexec.client._sync import Connection, connect, define_pool, pool_status, remove_pool
 from rexec.protocol import Sexp, Symbol
 
@@ -36,8 +36,10 @@ __all__ = [
     "Connection",
     "ConnectionLost",
     "RError",
+    "SessionGone",
     "Sexp",
     "Symbol",
+    "aattach",
     "aconnect",
     "connect",
     "define_pool",

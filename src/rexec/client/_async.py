@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from rexec.client import _core
 from rexec.client._core import ClientError, ConnectionLost, Convert, Core, Operation, RError
-from rexec.protocol import Err, Frame
+from rexec.protocol import OOB_MSG, Err, Frame, Sexp
 from rexec.protocol.codec import BytesLike
 
 _RECV_SIZE = 1 << 20
@@ -28,6 +29,11 @@ class AsyncConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
+        #: Called with each out-of-band message (value, code) while a request runs: R's
+        #: self.oobSend()/self.oobMessage() and, with console.oob, console output as
+        #: list("console.out", text). For oobMessage its return value is the answer.
+        #: Without it OOB_SEND is dropped and OOB_MSG answered with NULL.
+        self.on_oob: Callable[[Sexp, int], Any] | None = None
 
     async def _open(
         self, user: str | None, password: str | None, fetch_pid: bool, pool: str | None = None
@@ -67,9 +73,17 @@ class AsyncConnection:
             raise ConnectionLost("connection is closed")
         self._writer.writelines(chunks)
         await self._writer.drain()
-        while (frame := self._core.next_frame()) is None:
-            await self._receive()
-        return frame
+        while True:
+            while (frame := self._core.next_frame()) is None:
+                await self._receive()
+            kind = _core.oob_kind(frame)
+            if kind is None:
+                return frame
+            value, code = _core.oob_value(frame)
+            answer = self.on_oob(value, code) if self.on_oob is not None else None
+            if kind == OOB_MSG:
+                self._writer.writelines(_core.oob_answer(frame, answer))
+                await self._writer.drain()
 
     async def _run(self, op: Operation, timeout: float | None = -1.0) -> Any:
         async with self._lock:
@@ -150,6 +164,14 @@ class AsyncConnection:
         async with side:
             return await side._run(_core.cancel_op(self.pid))
 
+    async def park(self, timeout: float) -> bytes:
+        """Park this session on a rexec compute node (the connection closes) and return
+        the key that resumes it: :func:`aattach`, from any client of the node."""
+        try:
+            return await self._run(_core.park_op(timeout))
+        finally:
+            await self.close()
+
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
@@ -181,6 +203,32 @@ async def aconnect(
     its shell comes from that named pool of a rexec compute node."""
     connection = AsyncConnection(host, port, timeout)
     await connection._open(user, password, fetch_pid=True, pool=pool)
+    return connection
+
+
+async def aattach(
+    host: str,
+    port: int,
+    key: bytes,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    timeout: float | None = None,
+    pid: int | None = None,
+) -> AsyncConnection:
+    """Resume a parked session (:meth:`AsyncConnection.park`) on a new connection;
+    ``pid``: its shell's process id, if known, for :meth:`AsyncConnection.cancel`.
+    Raises :class:`SessionGone` when no session is parked under ``key``."""
+    connection = AsyncConnection(host, port, timeout)
+    await connection._open(user, password, fetch_pid=False)
+    try:
+        await connection._run(_core.attach_op(key))
+    except BaseException:
+        await connection.close()
+        raise
+    if user is not None:
+        connection._user, connection._password = user, password
+    connection.pid = pid
     return connection
 
 

@@ -34,7 +34,7 @@ from rexec.protocol import (
     string_param,
 )
 from rexec.protocol.codec import BytesLike
-from rexec.protocol.constants import ID_STRING_LENGTH
+from rexec.protocol.constants import ID_STRING_LENGTH, OOB_MSG, OOB_SEND
 from rexec.protocol.errors import ProtocolError
 
 Convert = Literal["python", "numpy", "raw"]
@@ -56,6 +56,10 @@ class ClientError(Exception):
 
 class ConnectionLost(ClientError):
     """The connection broke (closed by the server, reset, timed out); it cannot be reused."""
+
+
+class SessionGone(ClientError):
+    """attachSession found no parked session with that key (it ended, or timed out)."""
 
 
 class RError(ClientError):
@@ -215,6 +219,52 @@ def cancel_op(pid: int) -> Operation:
     if status is not None:
         raise ClientError(f"cancel refused: status {status:#x} (not supported by this server?)")
     return True
+
+
+# rexec's parked sessions: detachSession with a timeout, attachSession on the main port.
+
+
+def park_op(timeout: float) -> Operation:
+    """Park the session (its connection then closes); returns the 32-byte key that
+    resumes it, on any connection to the same compute node, within ``timeout`` s."""
+    frame = yield request(Cmd.DETACH_SESSION, [int_param(max(1, int(timeout)))])
+    status = _status(frame)
+    if status is not None:
+        raise ClientError(f"park refused: status {status:#x}")
+    params = decode_params(_payload(frame))
+    if len(params) != 2 or params[1].dt != DT.BYTESTREAM:
+        raise ClientError("park: the reply carries no key (not a rexec compute node?)")
+    return bytes(params[1].value)
+
+
+def attach_op(key: bytes) -> Operation:
+    """Resume a parked session on this (fresh, logged-in) connection."""
+    frame = yield request(Cmd.ATTACH_SESSION, [bytes_param(key)])
+    status = _status(frame)
+    if status is not None:
+        raise SessionGone(f"no parked session with that key ({_message(frame) or hex(status)})")
+
+
+# ============================================================================ out-of-band
+
+
+def oob_kind(frame: Frame) -> int | None:
+    """OOB_SEND or OOB_MSG for an out-of-band frame (R's self.oobSend/oobMessage, or
+    console output with ``console.oob``), None for a reply."""
+    kind = frame.header.cmd & 0x0FFFF000
+    return kind if kind in (OOB_SEND, OOB_MSG) else None
+
+
+def oob_value(frame: Frame) -> tuple[Sexp, int]:
+    params = decode_params(frame.payload or b"")
+    value = params[0].value if params and params[0].dt == DT.SEXP else Sexp(XT.NULL)
+    return value, frame.header.cmd & 0xFFF
+
+
+def oob_answer(frame: Frame, answer: Any) -> list[BytesLike]:
+    """The reply to an OOB_MSG: ``answer`` (an Sexp, or a value ``to_sexp`` takes)."""
+    value = answer if isinstance(answer, Sexp) else conv.to_sexp(answer)
+    return message(frame.header.cmd, [sexp_param(value)])
 
 
 # rexec's named pools (rexec.compute.supervisor.pools); Rserve answers ERR_inv_cmd.

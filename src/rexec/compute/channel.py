@@ -45,6 +45,7 @@ FROM_SHELL: dict[str, dict[str, type]] = {
     "control": {"kind": str, "text": str},
     "shutdown": {},
     "detach": {},
+    "park": {},  # rexec: keep the session for attachSession on the server's port
 }
 #: What the template may send.
 FROM_TEMPLATE: dict[str, dict[str, type]] = {

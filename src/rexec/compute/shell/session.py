@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -451,7 +452,40 @@ class Session:
         log.info("session re-attached")
 
     def detach_session(self, payload: memoryview) -> list[Any]:
+        params = self._params(payload)
+        if params and params[0].dt == DT.INT:  # rexec: park for attachSession
+            return self._park(float(params[0].value))
         self._reattach(self._detach())
+        return framing.ok()
+
+    def _park(self, seconds: float) -> list[Any]:
+        """rexec's parked session (detachSession with a timeout in seconds): the reply
+        carries port 0 and a key the supervisor made; the connection closes and the
+        session waits for the supervisor to hand it the connection of whoever sends
+        attachSession with that key to the server's own port (through TLS and its
+        login, from any address), within min(timeout, ``session.park_timeout``). The
+        new connection's first reply is an empty RESP_OK, as after Rserve's re-attach."""
+        reply = self.channel.request({"op": "park"})
+        if not reply.get("ok"):
+            raise ProtocolError("this session may not be parked", Err.DETACH_FAILED)
+        key = bytes.fromhex(reply["key"])
+        chunks, _ = encode_params([int_param(0), bytes_param(key)])
+        self._send(framing.ok(chunks))
+        self.sock.close()
+        self.limits.pause()
+        timeout = max(0.0, min(seconds, self.config["session.park_timeout"]))
+        log.info("session parked for up to %.0fs", timeout)
+        ready, _, _ = select.select([self.channel.sock], [], [], timeout)
+        message, fds = self.channel.receive() if ready else (None, [])
+        if message is None or message.get("op") != "resume" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            log.info("parked session not resumed within %.0fs; ending it", timeout)
+            raise Closed
+        self.peer, self.name = message["peer"], message["session"]
+        self.attach(socket.socket(fileno=fds[0]))
+        self.sock.settimeout(None)
+        log.info("session resumed")
         return framing.ok()
 
     def detached_void_eval(self, payload: memoryview) -> list[Any]:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -77,7 +80,9 @@ class Worker:
 
 @dataclass(eq=False)
 class Shell(Worker):
-    state: str = "starting"  # starting -> idle [-> claiming] -> busy [-> detached] -> gone
+    state: str = "starting"  # starting -> idle [-> claiming] -> busy [-> detached|parked] -> gone
+    #: A parked session's key (sha256 of it): attachSession with the key resumes it.
+    park_digest: bytes = b""
     tempdir: str = ""
     session: str = ""
     peer: str = ""  # the client's address, as the supervisor accepted it
@@ -99,6 +104,8 @@ class PoolStats:
     failed: int
     max: int
     detached: int = 0
+    #: Sessions parked between requests (counted in ``busy``: they hold their shells).
+    parked: int = 0
 
 
 class Pool:
@@ -182,7 +189,7 @@ class Pool:
         sweep(shell_root(self.config))
 
     def stats(self) -> PoolStats:
-        busy = sum(1 for s in self.shells if s.state == "busy")
+        busy = sum(1 for s in self.shells if s.state in ("busy", "parked"))
         starting = sum(1 for s in self.shells if s.state == "starting")
         return PoolStats(
             len(self.idle),
@@ -194,6 +201,7 @@ class Pool:
             self._failed,
             self.config["pool.max"],
             self._detached(),
+            sum(1 for s in self.shells if s.state == "parked"),
         )
 
     def _detached(self) -> int:
@@ -293,6 +301,35 @@ class Pool:
         shell.state = "detached"
         self.maintain()
         return True
+
+    def park(self, shell: Shell) -> bytes | None:
+        """Park a busy shell's session between requests: its connection closes and the
+        session waits to be resumed by attachSession on the server's own port with the
+        key returned here (only its digest is kept). Unlike a detached session, a parked
+        one keeps its place in ``pool.max``: it is a session whose client is away."""
+        if shell.state != "busy":
+            return None
+        key = secrets.token_bytes(32)
+        shell.state, shell.park_digest = "parked", hashlib.sha256(key).digest()
+        return key
+
+    def parked_shell(self, key: bytes) -> Shell | None:
+        """The parked shell whose key is ``key``, or None."""
+        digest = hashlib.sha256(key).digest()
+        for shell in self.shells:
+            if shell.state == "parked" and hmac.compare_digest(shell.park_digest, digest):
+                return shell
+        return None
+
+    def resume(self, shell: Shell, client: socket.socket, session: str, peer: str) -> None:
+        """Pass a new connection to a parked shell (it answers attachSession itself)."""
+        shell.state, shell.park_digest = "busy", b""
+        shell.session, shell.peer = session, peer
+        try:
+            shell.send({"op": "resume", "session": session, "peer": peer}, [client.fileno()])
+        except OSError:
+            self._signal(shell, signal.SIGKILL)
+            raise
 
     def _make_idle(self, shell: Shell) -> None:
         if self.direct:  # it accepts at once: waiters must claim it (acquire)
@@ -533,7 +570,7 @@ class Pool:
         if shell.pid:
             for name in (f"conn{shell.pid}", f"tmp{shell.pid}"):
                 shutil.rmtree(shell_root(self.config) / name, ignore_errors=True)
-        if was == "detached":
+        if was in ("detached", "parked"):
             self._recycled += 1
             log.debug("detached R shell %d ended", shell.pid)
         elif was == "starting":

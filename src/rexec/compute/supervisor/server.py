@@ -301,20 +301,24 @@ class ComputeServer:
             admitted = await self._admit(conn, session, where, greeted)
             if admitted is None:
                 return
-            conn, user, pool = admitted
-            shell = await self._shell_for(session, where, pool)
+            conn, user, pool, parked = admitted
+            shell = parked or await self._shell_for(session, where, pool)
             if shell is None:
                 return
             sock = conn.take(self._track)
             try:
-                pool.hand_over(shell, sock, session, peer, user)
+                if parked is not None:
+                    pool.resume(shell, sock, session, peer)
+                else:
+                    pool.hand_over(shell, sock, session, peer, user)
             finally:
                 if conn.is_tls:
                     sock.close()
             log.info(
-                "session=%s client=%s event=accepted shell=%d tls=%s user=%s",
+                "session=%s client=%s event=%s shell=%d tls=%s user=%s",
                 session,
                 where,
+                "resumed" if parked is not None else "accepted",
                 shell.pid,
                 "yes" if conn.is_tls else "no",
                 user or "-",
@@ -337,7 +341,7 @@ class ComputeServer:
 
     async def _admit(
         self, conn: Connection, session: str, where: str, greeted: bool = False
-    ) -> tuple[Connection, str | None, Pool] | None:
+    ) -> tuple[Connection, str | None, Pool, Shell | None] | None:
         """Greet (unless a shell did, before handing the connection back), answer what
         needs no R (login, switch, cancel) and wait for the first ordinary request to
         arrive whole. The connection (TLS after a switch) and the logged-in user (None:
@@ -380,6 +384,19 @@ class ComputeServer:
                 else:
                     await conn.send(framing.error(_switch_error(params, self.tls_switch)))
                 continue
+            if cmd == Cmd.ATTACH_SESSION and length <= SMALL_REQUEST:
+                await conn.read(HEADER_LENGTH, deadline)
+                key = _params(await conn.read(length, deadline) if length else b"")
+                parked = self._parked(key, user)
+                if parked is False:  # not a key: as Rserve, which has no such command
+                    await conn.send(framing.error(Err.INV_CMD))
+                    continue
+                if parked is None:
+                    log.warning("session=%s client=%s event=attach-refused", session, where)
+                    await conn.send(_failure(Err.INV_PAR, "no parked session with that key"))
+                    continue
+                parked.state = "resuming"  # no second attach finds it (nothing awaits below)
+                return conn, user, self._pool_of(parked), parked
             if cmd in POOL_COMMANDS and length <= MAX_DEFINITION + config["pools.max_data"] + 64:
                 await conn.read(HEADER_LENGTH, deadline)
                 params = _params(await conn.read(length, deadline) if length else b"")
@@ -393,7 +410,7 @@ class ComputeServer:
                 log.info("session=%s client=%s event=refused reason='no login'", session, where)
                 return None
             await conn.buffered(HEADER_LENGTH + min(length, PEEK_LIMIT), deadline)
-            return conn, user, pool
+            return conn, user, pool, None
         log.info("session=%s client=%s event=closed reason='too many requests'", session, where)
         return None
 
@@ -530,6 +547,24 @@ class ComputeServer:
             return framing.error(Err.AUTH_FAILED), None, True
         return framing.error(Err.INV_CMD), None, False
 
+    def _pool_of(self, shell: Shell) -> Pool:
+        return next((p for p in self.pools.values() if shell in p.shells), self.pool)
+
+    def _parked(self, params: list[Param], user: str | None) -> Shell | bool | None:
+        """attachSession's shell: the parked one with this key (and, where a users file
+        exists, of this user); None for no such session; False when the request is not
+        a key at all (then answered as by Rserve, which has no attachSession command)."""
+        if len(params) != 1 or params[0].dt != DT.BYTESTREAM or len(params[0].value) != 32:
+            return False
+        key = bytes(params[0].value)
+        for pool in (self.pool, *self.pools.values()):
+            shell = pool.parked_shell(key)
+            if shell is not None:
+                if self.logins.users is not None and (user is None or shell.user != user):
+                    return None
+                return shell
+        return None
+
     def _verified(self, name: str) -> str | None:
         """The user a successful login makes a connection: nobody without a users file
         (a login then succeeds, as in Rserve, but proves nothing, so it opens none of
@@ -585,6 +620,13 @@ class ComputeServer:
             ok = allowed and self.pool.detach(shell)
             log.info("session=%s event=detach ok=%s", shell.session, ok)
             return {"op": "detach", "ok": ok}
+        if op == "park":
+            # With a users file only a logged-in session may park (the same user must
+            # then resume it); without one the key alone resumes it, as a detach key.
+            allowed = self.logins.users is None or shell.user is not None
+            key = self._pool_of(shell).park(shell) if allowed else None
+            log.info("session=%s event=park ok=%s", shell.session, key is not None)
+            return {"op": "park", "ok": key is not None, "key": key.hex() if key else ""}
         if op == "shutdown":
             policy = config["server.shutdown"]
             if policy == "any" or (policy == "auth" and shell.user is not None):
