@@ -95,6 +95,18 @@ class Compute:
     def busy_error(self, reason: str) -> ApiError:
         return ApiError(503, reason, headers={"Retry-After": str(self.settings.retry_after)})
 
+    @staticmethod
+    def qap(node: NodeState) -> dict[str, Any]:
+        """How to reach ``node`` over QAP: the keyword arguments of ``aconnect``,
+        ``aattach`` and the pool commands (address, login)."""
+        config = node.config
+        return {
+            "host": config.host,
+            "port": config.port,
+            "user": config.user,
+            "password": config.password,
+        }
+
     def working(self) -> list[NodeState]:
         """The nodes new work may go to: not draining, not known to be down."""
         return [n for n in self.nodes if n.accepts_work]
@@ -110,11 +122,7 @@ class Compute:
             node.opened_since_check += 1
             try:
                 connection = await rexec.client.aconnect(
-                    node.config.host,
-                    node.config.port,
-                    user=node.config.user,
-                    password=node.config.password,
-                    timeout=self.settings.connect_timeout,
+                    **self.qap(node), timeout=self.settings.connect_timeout
                 )
             except (ClientError, OSError) as exc:
                 node.held -= 1
