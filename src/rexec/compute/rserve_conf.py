@@ -130,7 +130,11 @@ _UNSUPPORTED: dict[str, tuple[Callable[[str], bool], str]] = {
     "ulog": (_set, "rexec logs to standard error only"),
     "log.io": (_true, "no effect (as in Rserve builds without debugging); see log.commands"),
     "forward.stdio": (_true, "R's console output stays in the server log"),
-    "console.oob": (_true, "R's console output stays in the server log"),
+    "console.oob": (
+        _true,
+        "Rserve applies it to OCAP connections only, which rexec does not serve; for QAP "
+        "connections see session.console_oob",
+    ),
     "console.input": (_true, "R sessions cannot read console input"),
     "io.use.context": (_true, "R's console output stays in the server log"),
     "use.idle.callback": (_true, "no idle callbacks"),

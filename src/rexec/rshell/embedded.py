@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -57,12 +57,23 @@ def start_r(args: Sequence[str] = ("--vanilla", "--quiet")) -> None:
     _started = True
 
 
+#: Where R's console output goes instead of stdout/stderr while set: called with the
+#: text and whether it is R's error stream (see rexec.compute.shell.console).
+console_hook: Callable[[str, bool], None] | None = None
+
+
 def _write_stdout(text: str) -> None:
+    if console_hook is not None:
+        console_hook(text, False)
+        return
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
 def _write_stderr(text: str) -> None:
+    if console_hook is not None:
+        console_hook(text, True)
+        return
     sys.stderr.write(text)
     sys.stderr.flush()
 

@@ -8,10 +8,12 @@ statuses, and R's own error handler runs, so ``geterrmessage()`` stays meaningfu
 
 from __future__ import annotations
 
+import ctypes
 import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -85,6 +87,7 @@ class RShell:
         #: Rserve's send buffer for this shell's one connection (raw vectors' padding).
         self.sendbuf = SendBuffer()
         self._oob: OobHandler | None = None
+        self._symbols: dict[bytes, int] = {}
         self._install_oob_bridge()
 
     # ------------------------------------------------------------------ interrupts
@@ -120,6 +123,15 @@ class RShell:
     def end_command(self) -> None:
         self._interruptible = False
         rlib.R_interrupts_pending = 0
+
+    def option_true(self, name: bytes) -> bool:
+        """Whether R's option ``name`` is TRUE (one lookup in R's options list; rpy2's
+        interface lacks Rf_GetOption1, so it is called through ctypes)."""
+        symbol = self._symbols.get(name)
+        if symbol is None:
+            symbol = self._symbols[name] = _options_api().install(name)
+        api = _options_api()
+        return bool(api.as_logical(api.get_option(symbol)) == 1)
 
     # ------------------------------------------------------------------ out-of-band
     def set_oob_handler(self, handler: OobHandler | None) -> None:
@@ -366,3 +378,20 @@ def start(startup: Startup = Startup()) -> RShell:
             said = capi.error_message().decode("utf-8", "replace").strip()
             raise RError(exc.status, said or str(exc)) from None
     return shell
+
+
+@dataclass(frozen=True)
+class _OptionsApi:
+    install: Any
+    get_option: Any
+    as_logical: Any
+
+
+@cache
+def _options_api() -> _OptionsApi:
+    lib = embedded._libr()
+    install, get_option, as_logical = lib.Rf_install, lib.Rf_GetOption1, lib.Rf_asLogical
+    install.argtypes, install.restype = [ctypes.c_char_p], ctypes.c_void_p
+    get_option.argtypes, get_option.restype = [ctypes.c_void_p], ctypes.c_void_p
+    as_logical.argtypes, as_logical.restype = [ctypes.c_void_p], ctypes.c_int
+    return _OptionsApi(install, get_option, as_logical)

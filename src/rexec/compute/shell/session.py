@@ -19,6 +19,7 @@ from typing import Any
 
 from rexec.compute.channel import Channel
 from rexec.compute.shell import encoding
+from rexec.compute.shell.console import ConsoleStream
 from rexec.compute.shell.detach import Detached
 from rexec.compute.shell.files import SessionFiles
 from rexec.compute.shell.limits import Limits
@@ -47,6 +48,7 @@ from rexec.protocol.params import (
     string_param,
 )
 from rexec.protocol.sexp import Sexp
+from rexec.rshell import embedded
 from rexec.rshell.shell import RError, RShell
 
 log = logging.getLogger("rexec.session")
@@ -71,6 +73,7 @@ class Session:
         self.limits = Limits(config, shell)
         self.log_commands = config["log.commands"]
         self.name = ""  # the session id the server gave this connection
+        self.console = ConsoleStream(lambda value: self._out_of_band(value, 0, False))
         self.peer = ""  # the client's address, as the supervisor accepted it
         self.draining = False
         self.outcome = "closed-by-client"
@@ -165,6 +168,8 @@ class Session:
             raise Closed
         self._cmd = cmd
         shell = self.shell
+        streaming = self.config["session.console_oob"] or shell.option_true(b"rexec.console.oob")
+        embedded.console_hook = self.console.write if streaming else None
         shell.begin_command()
         self.limits.start_request()
         try:
@@ -182,7 +187,10 @@ class Session:
             reply = [framing.error(exc.status & 0x7F)]
         finally:
             shell.end_command()
+            embedded.console_hook = None
         try:
+            if streaming:
+                self.console.flush()
             self._send(reply)
         finally:
             shell.release()
