@@ -292,7 +292,9 @@ SETTINGS: tuple[Setting, ...] = (
         9311,
         "Port of the Prometheus metrics endpoint; 0: none. If this default address is "
         "taken the node logs it and runs without metrics; any other must be free (or the "
-        "node does not start).",
+        "node does not start). The same endpoint answers `GET /healthz` (the supervisor "
+        "serves) and `GET /readyz` (200 once the pool is up, 503 while it starts, stops or "
+        "its shells fail to start).",
     ),
 )
 

@@ -13,12 +13,20 @@ request head is bounded (:data:`MAX_REQUEST`), the whole exchange has a deadline
 closed at once). It listens on loopback by default: R shells run on the same machine and
 can reach it as any local process can (it shows counts and pool names, no secrets, and
 accepts nothing but ``GET``). See docs/operations.md.
+
+Beside ``/metrics`` it answers the probes of a load balancer or Kubernetes (no login,
+states and the default pool's numbers only): ``GET /healthz`` is 200 while the
+supervisor's loop serves (liveness), ``GET /readyz`` is 200 with the default pool's
+numbers once the pool is up and the node takes connections, 503 with the reason while
+it starts, stops, has no R template (fork mode) or its shells keep failing to start
+(:func:`readiness`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -155,6 +163,26 @@ class NodeCollector(Collector):
         yield logins
 
 
+def readiness(server: ComputeServer) -> tuple[int, dict[str, object]]:
+    """``/readyz``: (status, body). 200 when the default pool takes connections."""
+    pool = server.pool
+    stats = pool.stats()
+    numbers = {k: getattr(stats, k) for k in ("max", "idle", "busy", "starting", "waiting")}
+    reason = ""
+    if server.stopping:
+        reason = "stopping"
+    elif not server.serving:
+        reason = "starting"
+    elif pool.mode == "fork" and (pool.template is None or not pool._template_is_ready()):
+        reason = "no R template running (it is being restarted)"
+    elif pool._consecutive_failures >= 3 and not stats.idle:
+        reason = "R shells fail to start"
+    body: dict[str, object] = {"status": "not ready" if reason else "ready", "pool": numbers}
+    if reason:
+        body["reason"] = reason
+    return (503 if reason else 200), body
+
+
 def registry_for(server: ComputeServer) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(server))
@@ -167,6 +195,7 @@ class MetricsServer:
 
     def __init__(self, server: ComputeServer) -> None:
         self.config = server.config
+        self.server = server
         self.registry = registry_for(server)
         self._server: asyncio.AbstractServer | None = None
         self._active = 0
@@ -234,6 +263,17 @@ class MetricsServer:
         target = rest.split(b" ", 1)[0].split(b"?", 1)[0]
         if method not in (b"GET", b"HEAD"):
             await _answer(writer, 405, b"only GET\n", extra=b"Allow: GET, HEAD\r\n")
+        elif target == b"/healthz":
+            await _answer(writer, 200, b"ok\n", head_only=method == b"HEAD")
+        elif target == b"/readyz":
+            status, body = readiness(self.server)
+            await _answer(
+                writer,
+                status,
+                json.dumps(body).encode() + b"\n",
+                b"application/json",
+                head_only=method == b"HEAD",
+            )
         elif target not in (b"/metrics", b"/"):
             await _answer(writer, 404, b"see /metrics\n")
         else:
@@ -243,7 +283,13 @@ class MetricsServer:
             )
 
 
-_REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 431: b"Too Large"}
+_REASONS = {
+    200: b"OK",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    431: b"Too Large",
+    503: b"Service Unavailable",
+}
 
 
 async def _answer(

@@ -87,6 +87,15 @@ class ComputeServer:
         self.metrics = MetricsServer(self)
 
     @property
+    def serving(self) -> bool:
+        """Up (pool started, listening) and not stopping."""
+        return self._up.is_set() and not self._stopped.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    @property
     def port(self) -> int:
         return self._listeners[0].getsockname()[1]
 
