@@ -296,6 +296,47 @@ SETTINGS: tuple[Setting, ...] = (
         "serves) and `GET /readyz` (200 once the pool is up, 503 while it starts, stops or "
         "its shells fail to start).",
     ),
+    Setting(
+        "register.url",
+        "",
+        "Web node URL(s) this compute node registers with at start and keeps its "
+        "registration fresh at (`POST /computenodes/register`; several separated by "
+        "spaces are tried in turn). Empty: no self-registration (an Owner registers the "
+        "node, or web.toml lists it). Stopping drains it in the registry (docs/deploy.md).",
+    ),
+    Setting(
+        "register.token_file",
+        "",
+        "File holding the web nodes' registration token (their "
+        "`nodes.registration_token`), read at every attempt. Where R shells run as the "
+        "server's own user they can read it: then register from a separate process "
+        "(`rexec register`).",
+    ),
+    Setting(
+        "register.host",
+        "",
+        "Name or address the web nodes reach this node at (with `server.port`). Empty: "
+        "the host name.",
+    ),
+    Setting(
+        "register.user",
+        "",
+        "The QAP login the web nodes are to use here (a user of `auth.users_file`). "
+        "Empty: none (then they cannot publish services here).",
+    ),
+    Setting(
+        "register.password_file",
+        "",
+        "File holding `register.user`'s password (sent to the web nodes, which keep it "
+        "sealed under `nodes.secret`), read at every attempt.",
+    ),
+    Setting(
+        "register.interval",
+        60.0,
+        "Seconds between re-registrations (an Owner's removal, a new database or a "
+        "changed `pool.max` is made good by the next one). While no web node answers, "
+        "attempts back off from 1 s up to this.",
+    ),
 )
 
 _BY_KEY = {setting.key: setting for setting in SETTINGS}

@@ -110,7 +110,8 @@ def test_no_file_is_the_defaults() -> None:
         ("[[compute]]\nuser = 7\n", "compute[0].user: expected a string, got 7"),
         ("[[compute]]\nreserve = -1\n", "compute[0].reserve: must be at least 0"),
         ("[compute]\nhost = 'x'\n", "compute: expected an array of tables"),
-        ("compute = []\n", "compute: at least one [[compute]] table is needed"),
+        ("[nodes]\nregistration_token = 'short'\n", "registration_token: at least 16"),
+        ("[nodes]\nregistration_token_file = 'none'\n", "registration_token_file '"),
         ("[server\n", "not valid TOML"),
     ],
 )

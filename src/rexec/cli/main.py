@@ -178,6 +178,7 @@ def show_config() -> None:
 
 from rexec.cli import capacity as _capacity  # noqa: E402
 from rexec.cli import nodes as _nodes  # noqa: E402 - sub-apps registered last
+from rexec.cli import register as _register  # noqa: E402
 from rexec.cli import remote as _remote  # noqa: E402
 from rexec.cli import services as _services  # noqa: E402
 from rexec.cli import web as _web  # noqa: E402
@@ -185,6 +186,7 @@ from rexec.cli import web as _web  # noqa: E402
 app.command("web")(_web.web)
 app.command("up")(_web.up)
 app.command("capacity")(_capacity.capacity)
+app.command("register")(_register.register)
 app.add_typer(_remote.app, name="remote")
 app.add_typer(_services.app, name="services")
 app.add_typer(_nodes.app, name="nodes")

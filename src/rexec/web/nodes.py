@@ -7,6 +7,13 @@ login is stored sealed (Fernet: AES-128-CBC with an HMAC) under a key derived fr
 never in clear and never with its key in the database. Without a ``node_secret``, a web
 node on SQLite (one box) keeps a generated key in a file of its own next to the
 database (mode 0600); on PostgreSQL, registering a node with a login needs the secret.
+
+Compute nodes can also register themselves (``POST /computenodes/register``, with the
+``registration_token`` the web nodes share; :meth:`Registry.register`): an upsert by
+host and port, so a node that restarts updates its record. A stopping node drains
+itself (:meth:`Registry.drain_self`); that drain, marked as the node's own in ``meta``,
+ends with its next registration, while a drain an Owner made stays until an Owner ends
+it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 from pathlib import Path
@@ -25,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from rexec.web.compute import Compute, NodeState
-from rexec.web.db import Database, RegisteredNode, utcnow
+from rexec.web.db import Database, Meta, RegisteredNode, utcnow
 from rexec.web.errors import ApiError
 from rexec.web.settings import ComputeNode, WebSettings
 
@@ -82,12 +90,26 @@ def node_secret(settings: WebSettings, database: Database) -> bytes | None:
     return key
 
 
+def _self_drained(node_id: int) -> str:
+    """The ``meta`` key marking a drain the node made itself (it stops)."""
+    return f"compute-node-stopping:{node_id}"
+
+
+def token_matches(expected: str, given: str) -> bool:
+    """Constant-time comparison (of digests: the length is not told either)."""
+    digest = hashlib.sha256
+    return hmac.compare_digest(digest(expected.encode()).digest(), digest(given.encode()).digest())
+
+
 class Registry:
     def __init__(self, db: Database, compute: Compute, settings: WebSettings) -> None:
         self.db = db
         self.compute = compute
         self.settings = settings
         self.sealer = Sealer(node_secret(settings, db))
+        #: Each registered node's row as its NodeState was made from (host, port, user,
+        #: sealed password, pool_max): a changed row (a re-registration) is taken up.
+        self._made_from: dict[int, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ records
     def add(
@@ -111,13 +133,83 @@ class Registry:
             if row is None:
                 raise ApiError(404, "no such compute node")
             db.delete(row)
+            self._forget_self_drain(db, node_id)
 
     def drain(self, node_id: int, draining: bool = True) -> None:
+        """An Owner's drain or undrain: it replaces a drain the node made itself."""
         with self.db.session() as db:
             row = db.get(RegisteredNode, node_id)
             if row is None:
                 raise ApiError(404, "no such compute node")
             row.draining = draining
+            self._forget_self_drain(db, node_id)
+
+    @staticmethod
+    def _forget_self_drain(db: Any, node_id: int) -> bool:
+        marker = db.get(Meta, _self_drained(node_id))
+        if marker is not None:
+            db.delete(marker)
+        return marker is not None
+
+    @staticmethod
+    def _by_address(db: Any, host: str, port: int) -> RegisteredNode | None:
+        query = select(RegisteredNode).where(
+            RegisteredNode.host == host, RegisteredNode.port == port
+        )
+        return db.scalars(query).first()
+
+    def register(
+        self, host: str, port: int, user: str | None, password: str | None, pool_max: int
+    ) -> tuple[int, bool]:
+        """A node registering itself: (its id, whether it is new). Upserted by host and
+        port; a drain the node made itself ends, an Owner's stays."""
+        for attempt in range(2):
+            try:
+                with self.db.session() as db:
+                    row = self._by_address(db, host, port)
+                    if row is None:
+                        sealed = self.sealer.seal(password or "") if user else None
+                        row = RegisteredNode(
+                            host=host,
+                            port=port,
+                            user=user,
+                            password_sealed=sealed,
+                            pool_max=pool_max,
+                        )
+                        db.add(row)
+                        db.flush()
+                        return row.id, True
+                    if not user:
+                        row.password_sealed = None
+                    elif (
+                        row.user != user
+                        or row.password_sealed is None
+                        or self.sealer.open(row.password_sealed) != (password or "")
+                    ):  # sealed again only when it changed: the row stays as it is
+                        row.password_sealed = self.sealer.seal(password or "")
+                    row.user, row.pool_max = user, pool_max
+                    if self._forget_self_drain(db, row.id):
+                        row.draining = False
+                    return row.id, False
+            except IntegrityError:  # another web node inserted it meanwhile: update it
+                if attempt:
+                    raise ApiError(409, f"compute node {host}:{port} is registered") from None
+        raise AssertionError("unreachable")
+
+    def drain_self(self, host: str, port: int) -> str:
+        """A registered node that stops: no new work goes there until it registers
+        again. Already drained by an Owner, it stays the Owner's drain."""
+        with self.db.session() as db:
+            row = self._by_address(db, host, port)
+            if row is None:
+                raise ApiError(404, f"compute node {host}:{port} is not registered")
+            marker = db.get(Meta, _self_drained(row.id))
+            if row.draining and marker is None:
+                return "draining (an Owner's drain: it stays after the node restarts)"
+            row.draining = True
+            if marker is None:
+                db.add(Meta(key=_self_drained(row.id), value=utcnow().isoformat()))
+            return "draining until the node registers again"
 
     def _rows(self) -> list[RegisteredNode]:
         with self.db.session() as db:
@@ -139,21 +231,29 @@ class Registry:
         registered: list[NodeState] = []
         for row in rows:
             node = known.get(row.id)
+            made_from = (row.host, row.port, row.user, row.password_sealed, row.pool_max)
+            if node is not None and self._made_from.get(row.id) != made_from:
+                node.config = self._config(row)  # re-registered: its counts stay
+                self._made_from[row.id] = made_from
             if node is None:
-                password = self.sealer.open(row.password_sealed) if row.password_sealed else None
-                if row.password_sealed and password is None:
-                    log.error(
-                        "compute node %s:%d: its login cannot be opened with this "
-                        "web node's node_secret",
-                        row.host,
-                        row.port,
-                    )
-                config = ComputeNode(row.host, row.port, row.user, password, row.pool_max)
-                node = NodeState(config, id=row.id)
+                node = NodeState(self._config(row), id=row.id)
+                self._made_from[row.id] = made_from
             node.draining = row.draining
             registered.append(node)
         static = [n for n in self.compute.nodes if n.id is None]
         self.compute.nodes = static + registered
+        for gone in set(self._made_from) - {row.id for row in rows}:
+            del self._made_from[gone]
+
+    def _config(self, row: RegisteredNode) -> ComputeNode:
+        password = self.sealer.open(row.password_sealed) if row.password_sealed else None
+        if row.password_sealed and password is None:
+            log.error(
+                "compute node %s:%d: its login cannot be opened with this web node's node_secret",
+                row.host,
+                row.port,
+            )
+        return ComputeNode(row.host, row.port, row.user, password, row.pool_max)
 
     async def check_one(self, node: NodeState) -> None:
         await self.compute.check(node)

@@ -155,7 +155,8 @@ class WebSettings:
         "compute",
         factory=lambda: (ComputeNode(),),
         doc="The compute nodes: one `[[compute]]` table each, with the keys below. "
-        "Default: one node with the defaults below.",
+        "Default: one node with the defaults below; `compute = []`: none but those in the "
+        "registry (`/computenodes`, self-registered ones).",
     )
     jwt_secret: str = setting(
         "auth.jwt_secret",
@@ -300,6 +301,42 @@ class WebSettings:
         "registry; empty on SQLite: a key file next to the database (rexec.web.nodes).",
         repr=False,
     )
+    registration_token: str = setting(
+        "nodes.registration_token",
+        "",
+        "Token the web nodes share that lets compute nodes register themselves "
+        "(`POST /computenodes/register`, `register.*` on the compute node); at least 16 "
+        "characters (`openssl rand -hex 32`). Empty: compute nodes cannot register "
+        "themselves (404). Never stored in the database.",
+        repr=False,
+    )
+    registration_token_file: str = setting(
+        "nodes.registration_token_file",
+        "",
+        "A file whose content (less trailing newlines) is `nodes.registration_token`, "
+        "read at start-up; relative to the TOML file.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.registration_token_file:
+            where = f"nodes.registration_token_file {self.registration_token_file!r}"
+            try:
+                path = Path(self.registration_token_file)
+                content = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as error:
+                raise ConfigError(f"{where}: {error.strerror or error}") from None
+            if not content:
+                raise ConfigError(f"{where} is empty")
+            if self.registration_token and self.registration_token != content:
+                raise ConfigError(
+                    "give nodes.registration_token or nodes.registration_token_file, not both"
+                )
+            object.__setattr__(self, "registration_token", content)
+        if self.registration_token and len(self.registration_token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"nodes.registration_token: at least {MIN_TOKEN_LENGTH} characters "
+                "(openssl rand -hex 32)"
+            )
 
     def with_env(self, environ: Mapping[str, str] | None = None) -> WebSettings:
         """Override scalar settings from ``REXEC_WEB_<NAME>`` variables."""
@@ -328,6 +365,8 @@ _NODE_BY_KEY: dict[str, Field[Any]] = {
     f.metadata.get("key", f.name): f for f in fields(ComputeNode)
 }
 _COMPUTE = "compute"
+#: Shortest nodes.registration_token accepted.
+MIN_TOKEN_LENGTH = 16
 
 
 def key_of(f: Field[Any]) -> str:
@@ -435,9 +474,7 @@ def _compute_nodes(value: Any, source: str, base: Path) -> tuple[ComputeNode, ..
             nodes.append(ComputeNode(**values))
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
-    if not nodes:
-        raise ConfigError(f"{source}: compute: at least one [[compute]] table is needed")
-    return tuple(nodes)
+    return tuple(nodes)  # `compute = []`: none but the registry's
 
 
 def read_web_toml(path: Path) -> dict[str, Any]:
@@ -457,6 +494,9 @@ def read_web_toml(path: Path) -> dict[str, Any]:
         f = _BY_KEY[key]
         if key == _COMPUTE:
             values[f.name] = _compute_nodes(value, source, Path(path).parent)
+        elif f.name == "registration_token_file" and value:
+            checked = _check(f, value, f"{source}: {key}", _WEB_TYPES)
+            values[f.name] = str(Path(path).parent / Path(checked).expanduser())
         else:
             values[f.name] = _check(f, value, f"{source}: {key}", _WEB_TYPES)
     return values
@@ -474,7 +514,11 @@ def load_web_settings(
     """
     settings = WebSettings()
     if path is not None:
-        settings = replace(settings, **read_web_toml(Path(path)))
+        values = read_web_toml(Path(path))
+        try:
+            settings = replace(settings, **values)
+        except ConfigError as error:  # a file it names (nodes.registration_token_file)
+            raise ConfigError(f"{path}: {error}") from None
     settings = settings.with_env(environ)
     changes: dict[str, Any] = {}
     by_name = {f.name: f for f in fields(WebSettings)}
@@ -486,8 +530,8 @@ def load_web_settings(
             raise _unknown(name, by_name, "override")
         if f.name == "compute_nodes":
             value = tuple(value)
-            if not value or not all(isinstance(n, ComputeNode) for n in value):
-                raise ConfigError("compute_nodes: expected one or more ComputeNode")
+            if not all(isinstance(n, ComputeNode) for n in value):
+                raise ConfigError("compute_nodes: expected ComputeNode values")
         else:
             value = _check(f, value, key_of(f), _WEB_TYPES)
         changes[f.name] = value

@@ -85,6 +85,28 @@ class ComputeServer:
         self.control.named = self.pools
         self.counts = Counts()
         self.metrics = MetricsServer(self)
+        self.registration = self._registration(config)
+
+    def _registration(self, config: Config) -> Any:
+        """The self-registration with the web tier (register.url), or None. Imported
+        here, at start: nothing of it is imported later."""
+        if not config["register.url"]:
+            return None
+        from rexec.compute.supervisor.register import Registration, RegistrationError
+
+        if shell_identity(config) is None:
+            log.warning(
+                "register.token_file is readable by R code here (R shells run as the "
+                "server's own user): register from a process of its own (`rexec "
+                "register`) or start the server as root, shells as another account"
+            )
+        try:
+            return Registration(config, self._pool_max_when_serving)
+        except RegistrationError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    async def _pool_max_when_serving(self) -> int | None:
+        return self.config["pool.max"] if self.serving else None
 
     @property
     def serving(self) -> bool:
@@ -179,6 +201,8 @@ class ComputeServer:
         await self.start()
         await self.control.start()
         self._up.set()
+        if self.registration is not None:
+            self.registration.start()
         accepts = [
             asyncio.ensure_future(self._accept_loop(listener, tls))
             for listeners, tls in ((self._listeners, False), (self._tls_listeners, True))
@@ -220,6 +244,12 @@ class ComputeServer:
         )
 
     async def close(self) -> None:
+        # Drained in the registry while the listeners close and running requests finish.
+        draining = (
+            asyncio.ensure_future(self.registration.stop())
+            if self.registration is not None
+            else None
+        )
         await self.control.close()
         await self.metrics.close()
         for listener in self._listeners + self._tls_listeners:
@@ -230,6 +260,8 @@ class ComputeServer:
             self.pool.stop(self.config["server.shutdown_grace"]),
             *(p.stop(self.config["server.shutdown_grace"]) for p in self.pools.values()),
         )
+        if draining is not None:
+            await draining
         log.info("rexec compute node stopped")
 
     async def _accept_loop(self, listener: socket.socket, tls_port: bool) -> None:
