@@ -161,17 +161,19 @@ def test_the_batch_queue_is_counted_in_a_worker_thread(services_web) -> None:
 def test_live_sessions_and_compute_nodes_as_last_seen(services_web, admin) -> None:
     compute = services_web.node.compute.status()[0]["name"]
     before = scrape(services_web)
-    assert value(before, "rexec_web_sessions_live") == 0
+    assert value(before, "rexec_web_sessions_active") == 0
     assert value(before, "rexec_web_compute_node_up", node=compute) == 1
     reply = admin.post("/sessions", json={"name": "metrics"})
     assert reply.status_code == 201, reply.text
     try:
         during = scrape(services_web)
-        assert value(during, "rexec_web_sessions_live") == 1
-        assert value(during, "rexec_web_compute_sessions_held", node=compute) == 1
+        assert value(during, "rexec_web_sessions_active") == 1
+        # parked between requests: no connection held, no request attached
+        assert value(during, "rexec_web_sessions_attached") == 0
+        assert value(during, "rexec_web_compute_sessions_held", node=compute) == 0
     finally:
         admin.delete(f"/sessions/{reply.json()['id']}")
-    assert value(scrape(services_web), "rexec_web_sessions_live") == 0
+    assert value(scrape(services_web), "rexec_web_sessions_active") == 0
     if "pools" in services_web.node.compute.status()[0]:  # checked by the web node
         deadline = time.monotonic() + 30
         name = "rexec_web_compute_pool_max_shells"

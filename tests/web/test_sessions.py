@@ -189,7 +189,10 @@ def test_idle_sessions_time_out(compute_node, tmp_path) -> None:
         with web.client() as client:
             sid = client.post("/sessions", json={}).json()["id"]
             deadline = time.monotonic() + 10
-            while sid in web.node.sessions.live and time.monotonic() < deadline:
+            while (
+                client.get(f"/sessions/{sid}").json()["state"] == "active"
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
             assert client.get(f"/sessions/{sid}").json()["state"] == "closed"
             assert client.post(f"/sessions/{sid}/execute", json={"code": "1"}).status_code == 410

@@ -261,6 +261,23 @@ async def aremove_pool(
         await connection._run(_core.remove_pool_op(name))
 
 
+async def acancel(
+    pid: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str | None = None,
+    password: str | None = None,
+    timeout: float = 30.0,
+) -> bool:
+    """CMD_cancel for shell ``pid`` on a connection of its own (no shell taken): True
+    when an evaluation was interrupted."""
+    connection = AsyncConnection(host, port, timeout)
+    await connection._open(user, password, fetch_pid=False)
+    async with connection:
+        return await connection._run(_core.cancel_op(pid))
+
+
 async def apool_status(
     *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str, timeout: float = 10.0
 ) -> dict[str, Any]:

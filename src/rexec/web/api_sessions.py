@@ -44,17 +44,15 @@ def _sessions(request: Request) -> Sessions:
 
 
 def _info(sessions: Sessions, row: RSession, owner: str | None = None) -> dict[str, Any]:
-    live = sessions.live.get(row.id)
-    state = row.state if live is not None or row.state != "active" else "gone"
     return {
         "id": row.id,
         "name": row.name,
         "owner": owner,
-        "state": state,
+        "state": row.state,
         "computeNode": row.node,
         "createdAt": iso(row.created_at),
         "lastActive": iso(row.last_active),
-        "busy": bool(live and live.busy),
+        "busy": row.holder is not None,
     }
 
 
@@ -121,11 +119,11 @@ async def execute(
 ) -> dict[str, Any]:
     """Run R code; inputs are assigned first, outputs read after (JSON, see docs/api.md)."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
+    session = await sessions.get(user, session_id)
     inputs = [(p.name, p.value, p.type) for p in body.inputParameters]
     for name in body.outputParameters:
         _object_name(name)
-    return await sessions.execute(live, body.code, inputs, body.outputParameters)
+    return await sessions.execute(session, body.code, inputs, body.outputParameters)
 
 
 @router.get(
@@ -137,8 +135,8 @@ async def console_output(session_id: str, user: CurrentUser, request: Request) -
     """The running execution's console output, streamed (chunked) until it ends;
     with nothing running, the last execution's output."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    return StreamingResponse(sessions.console(live), media_type="text/plain; charset=utf-8")
+    session = await sessions.get(user, session_id)
+    return StreamingResponse(sessions.console(session), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/{session_id}/history", response_model=list[HistoryEntry], responses=ERRORS)
@@ -165,13 +163,7 @@ def history(session_id: str, user: CurrentUser, request: Request) -> list[dict[s
 async def cancel(session_id: str, user: Contributor, request: Request) -> dict[str, str]:
     """Interrupt the running execution; it ends with ``success: false``."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    if live.running is None:
-        raise ApiError(409, "no execution is running")
-    try:
-        await live.connection.cancel()
-    except (ClientError, OSError) as exc:
-        raise sessions.compute.busy_error(f"could not reach the compute node: {exc}") from exc
+    await sessions.cancel(await sessions.get(user, session_id))
     return {"message": "cancel requested"}
 
 
@@ -182,8 +174,8 @@ async def cancel(session_id: str, user: Contributor, request: Request) -> dict[s
 async def workspace(session_id: str, user: CurrentUser, request: Request) -> list[dict[str, Any]]:
     """The objects of the session's global environment and their classes."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    listing = await sessions.use(live, lambda c: c.call("rexec_workspace"))
+    session = await sessions.get(user, session_id)
+    listing = await sessions.use(session, lambda c: c.call("rexec_workspace"))
     names = listing["names"]
     names = names if isinstance(names, list) else [names]
     classes = listing["classes"] or []
@@ -202,16 +194,16 @@ async def workspace(session_id: str, user: CurrentUser, request: Request) -> lis
 async def get_object(session_id: str, name: str, user: CurrentUser, request: Request) -> Any:
     """One object: JSON ``{name, value, type}``, or RDS bytes with ``Accept: application/x-rds``."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
+    session = await sessions.get(user, session_id)
     _object_name(name)
     accept = request.headers.get("accept", "")
     if RDS in accept or "application/octet-stream" in accept:
-        exists = await sessions.use(live, lambda c: c.call("exists", name, inherits=False))
+        exists = await sessions.use(session, lambda c: c.call("exists", name, inherits=False))
         if not exists:
             raise ApiError(404, f"no object {name!r}")
-        data = await sessions.use(live, lambda c: c.call("rexec_get_rds", name))
+        data = await sessions.use(session, lambda c: c.call("rexec_get_rds", name))
         return Response(data, media_type=RDS)
-    fetched = await sessions.use(live, lambda c: c.call("rexec_outputs", [name], convert="raw"))
+    fetched = await sessions.use(session, lambda c: c.call("rexec_outputs", [name], convert="raw"))
     found, values = fetched.value
     if not to_python(found):
         raise ApiError(404, f"no object {name!r}")
@@ -236,13 +228,13 @@ async def put_object(
 ) -> dict[str, str]:
     """Create or replace an object from JSON (``?type=`` picks the R type) or RDS bytes."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
+    session = await sessions.get(user, session_id)
     _object_name(name)
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
     if content_type.startswith((RDS, "application/octet-stream")):
         try:
-            await sessions.use(live, lambda c: c.call("rexec_put_rds", name, body))
+            await sessions.use(session, lambda c: c.call("rexec_put_rds", name, body))
         except ClientError as exc:
             raise ApiError(400, f"not an RDS object: {exc}") from exc
         return {"message": "stored"}
@@ -252,7 +244,7 @@ async def put_object(
         value = rjson.from_json(json.loads(body), type)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid value: {exc}") from None
-    await sessions.use(live, lambda c: c.assign(name, value))
+    await sessions.use(session, lambda c: c.assign(name, value))
     return {"message": "stored"}
 
 
@@ -261,8 +253,8 @@ async def delete_object(
     session_id: str, name: str, user: Contributor, request: Request
 ) -> dict[str, str]:
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    if not await sessions.use(live, lambda c: c.call("rexec_remove", _object_name(name))):
+    session = await sessions.get(user, session_id)
+    if not await sessions.use(session, lambda c: c.call("rexec_remove", _object_name(name))):
         raise ApiError(404, f"no object {name!r}")
     return {"message": "deleted"}
 
@@ -274,8 +266,8 @@ async def delete_object(
 async def list_files(session_id: str, user: CurrentUser, request: Request) -> list[dict[str, Any]]:
     """The files of the session's working directory."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    table = await sessions.use(live, lambda c: c.call("rexec_files"))
+    session = await sessions.get(user, session_id)
+    table = await sessions.use(session, lambda c: c.call("rexec_files"))
     names, sizes, times = (table[k] for k in ("name", "size", "mtime"))
     return [
         {"name": n, "size": int(s), "modified": float(t)}
@@ -285,8 +277,8 @@ async def list_files(session_id: str, user: CurrentUser, request: Request) -> li
 
 async def _write(request: Request, user: Principal, session_id: str, name: str, data: bytes):
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    await sessions.use(live, lambda c: c.call("rexec_write_file", _file_name(name), data))
+    session = await sessions.get(user, session_id)
+    await sessions.use(session, lambda c: c.call("rexec_write_file", _file_name(name), data))
     return {"message": "stored", "name": name}
 
 
@@ -330,8 +322,8 @@ async def put_file(session_id: str, name: str, user: Contributor, request: Reque
 )
 async def download_file(session_id: str, name: str, user: CurrentUser, request: Request) -> Any:
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    data = await sessions.use(live, lambda c: c.call("rexec_read_file", _file_name(name)))
+    session = await sessions.get(user, session_id)
+    data = await sessions.use(session, lambda c: c.call("rexec_read_file", _file_name(name)))
     if data is None:
         raise ApiError(404, f"no file {name!r}")
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -343,8 +335,8 @@ async def delete_file(
     session_id: str, name: str, user: Contributor, request: Request
 ) -> dict[str, str]:
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    if not await sessions.use(live, lambda c: c.call("rexec_remove_file", _file_name(name))):
+    session = await sessions.get(user, session_id)
+    if not await sessions.use(session, lambda c: c.call("rexec_remove_file", _file_name(name))):
         raise ApiError(404, f"no file {name!r}")
     return {"message": "deleted"}
 
@@ -360,8 +352,8 @@ async def create_snapshot(
 ) -> dict[str, str]:
     """Save the workspace and working directory as a snapshot; returns its id."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
-    row = await sessions.snapshot(user, live, (body or SnapshotCreate()).name)
+    session = await sessions.get(user, session_id)
+    row = await sessions.snapshot(user, session, (body or SnapshotCreate()).name)
     return {"id": row.id}
 
 
@@ -371,7 +363,7 @@ async def load_snapshot(
 ) -> dict[str, str]:
     """Restore a snapshot's objects and files into the session (existing ones are replaced)."""
     sessions = _sessions(request)
-    live = await sessions.get(user, session_id)
+    session = await sessions.get(user, session_id)
     content = await asyncio.to_thread(sessions.snapshot_content, user, snapshot_id)
-    await sessions.use(live, lambda c: c.call("rexec_restore", content))
+    await sessions.use(session, lambda c: c.call("rexec_restore", content))
     return {"message": "loaded"}

@@ -56,16 +56,21 @@ class WebNode:
         db = Database(settings.database_url)
         compute = Compute(settings)
         services = Services(db, compute)
+        heartbeat = health.Heartbeat(db, settings)
+        sessions = Sessions(db, compute, settings.session_idle_timeout, settings.execution_timeout)
+        # A session's lease is this node's while its heartbeat is fresh (see sessions.py).
+        sessions.holder_id = heartbeat.id
+        sessions.heartbeat_ttl = 3 * settings.heartbeat_interval
         return cls(
             settings,
             db,
             Auth(db, settings),
             compute,
-            Sessions(db, compute, settings.session_idle_timeout, settings.execution_timeout),
+            sessions,
             services,
             Batches(db, services, settings),
             Registry(db, compute, settings),
-            health.Heartbeat(db, settings),
+            heartbeat,
         )
 
 

@@ -82,6 +82,19 @@ class RSession(Base):
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_active: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    #: Where its shell waits between requests: parked on ``node`` under this key (hex;
+    #: useless without the node's login, which the registry keeps sealed).
+    park_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    workdir: Mapped[str] = mapped_column(Text, default="")
+    executions: Mapped[int] = mapped_column(Integer, default=0)
+    #: The web node (heartbeat id) using the session now; the lease ends with the
+    #: request, or when that web node's heartbeat goes stale.
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The execution running now (its number) and its console output so far, for
+    #: readers on other web nodes.
+    running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    console_live: Mapped[str] = mapped_column(Text, default="")
 
 
 class Execution(Base):

@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rexec.web.db import BatchItem
+from rexec.web.db import BatchItem, RSession
 from rexec.web.errors import ApiError
 from rexec.web.services import CallFailed
 
@@ -109,9 +109,11 @@ class Metrics:
             .where(BatchItem.state.in_(("queued", "running")))
             .group_by(BatchItem.state)
         )
+        sessions = select(func.count()).select_from(RSession).where(RSession.state == "active")
         with self.node.db.session() as db:
             counts = {"queued": 0, "running": 0}
             counts.update({state: int(n) for state, n in db.execute(query).all()})
+            counts["sessions"] = int(db.scalar(sessions) or 0)
         return counts
 
     def count_calls(self, call: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
@@ -154,9 +156,11 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         node = self.node
         live = GaugeMetricFamily(
-            "rexec_web_sessions_live", "Sessions this web node holds (one R shell each)."
+            "rexec_web_sessions_attached",
+            "Sessions this web node is serving a request of now (each a resumed R shell; "
+            "between requests sessions are parked on their compute nodes).",
         )
-        live.add_metric([], len(node.sessions.live))
+        live.add_metric([], len(node.sessions.attached))
         yield live
         running = GaugeMetricFamily(
             "rexec_web_batch_items_running_here", "Batch items this web node is running."
@@ -177,6 +181,12 @@ class NodeCollector(Collector):
             for state in ("queued", "running"):
                 queue.add_metric([state], self.batch.get(state, 0))
             yield queue
+            active = GaugeMetricFamily(
+                "rexec_web_sessions_active",
+                "Open R sessions, on every web node sharing the database (any serves each).",
+            )
+            active.add_metric([], self.batch.get("sessions", 0))
+            yield active
         yield from _compute(node.compute.status())
 
 
@@ -188,7 +198,9 @@ def _compute(status: list[dict[str, Any]]) -> Iterator[Metric]:
 
     up = family("node_up", "1 unless the compute node failed its last check or connection.")
     draining = family("node_draining", "1 if an Owner set the compute node to draining.")
-    held = family("sessions_held", "Sessions this web node holds on the compute node.")
+    held = family(
+        "sessions_held", "Connections this web node holds on the compute node now (requests)."
+    )
     free = family("shells_free", "Shells of the compute node new sessions from here may take.")
     age = family("check_age_seconds", "Seconds since the compute node was last checked.")
     pools = {

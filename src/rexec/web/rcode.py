@@ -10,8 +10,6 @@ from __future__ import annotations
 
 SETUP = r"""
 local({
-  console_limit <- 1048576L
-
   # The working directory's regular files with size and modification time.
   file_table <- function() {
     names <- list.files(".", recursive = TRUE, all.files = FALSE, no.. = TRUE)
@@ -26,15 +24,14 @@ local({
          tempdir = normalizePath(tempdir()))
   }
 
-  # Run code as a console would (visible values printed), capturing printed output and
-  # messages into console_path (which the web node may stream while this runs),
-  # collecting warnings, drawing plots into plot-<n>-<k>.png, reporting changed files.
-  rexec_execute <- function(code, console_path, plot_prefix) {
+  # Run code as a console would (visible values printed). Its printed output and
+  # messages go to R's console, which this session sends to the web node as it is
+  # written (OOB messages: options(rexec.console.oob = TRUE), set below); warnings are
+  # collected, plots drawn into plot-<n>-<k>.png, changed files reported.
+  rexec_execute <- function(code, plot_prefix) {
     before <- file_table()
     warnings <- character(0)
     error <- NA_character_
-    con <- file(console_path, open = "wt")
-    sink(con)
     devices <- dev.list()
     png(filename = paste0(plot_prefix, "-%03d.png"))
     outcome <- tryCatch({
@@ -63,19 +60,11 @@ local({
       FALSE
     })
     for (d in setdiff(dev.list(), devices)) dev.off(d)
-    sink()
-    close(con)
-    size <- file.size(console_path)
-    console <- if (is.na(size) || size == 0) "" else
-      rawToChar(readBin(console_path, "raw", min(size, console_limit)))
-    unlink(console_path)
-    Encoding(console) <- "UTF-8"
     after <- file_table()
     old <- match(after$name, before$name)
     changed <- after$name[is.na(old) | after$size != before$size[old] |
                           after$mtime != before$mtime[old]]
-    list(success = outcome, error = error, warnings = warnings, console = console,
-         changed = changed)
+    list(success = outcome, error = error, warnings = warnings, changed = changed)
   }
 
   rexec_outputs <- function(names) {
@@ -172,5 +161,6 @@ local({
 }) -> .rexec_helpers
 attach(.rexec_helpers, name = "rexec:web")
 rm(.rexec_helpers)
+options(rexec.console.oob = TRUE)
 rexec_init()
 """

@@ -39,7 +39,9 @@ from rexec.protocol import framing
 from rexec.protocol.constants import HEADER_LENGTH, POOL_COMMANDS, Cmd
 
 log = logging.getLogger("rexec.worker")
-_SERVER_COMMANDS = POOL_COMMANDS | {Cmd.LOGIN}
+#: First requests only the server process answers: logins, pool commands, and
+#: attachSession (a parked session is resumed in its own shell, not in this one).
+_SERVER_COMMANDS = POOL_COMMANDS | {Cmd.LOGIN, Cmd.ATTACH_SESSION}
 
 #: ``handler(client, shell, channel, config, message)`` serves one connection; ``message``
 #: is the supervisor's ``serve`` message. An optional ``handler.warm_up(shell, config, channel)``
