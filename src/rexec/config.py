@@ -227,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
         "session.console_oob",
         False,
         "Send R's console output to the client as it is written, as OOB_SEND messages "
-        "`list(\"console.out\", text)` (or `\"console.err\"`), a line at a time (the "
+        '`list("console.out", text)` (or `"console.err"`), a line at a time (the '
         "shape of Rserve's `console.oob`, which Rserve applies to OCAP only). A session "
         "may switch it on for itself with `options(rexec.console.oob = TRUE)` (from its "
         "next request on).",

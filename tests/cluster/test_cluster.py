@@ -275,9 +275,6 @@ def test_fifty_clients_through_both_web_nodes_every_call_answered(
     print(f"{len(results)} calls in {took:.1f} s; by compute node {dict(by_node)}")
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="sessions across web nodes: not implemented yet"
-)
 def test_a_session_survives_its_web_node_being_killed(sessions: Sessions) -> None:
     cluster = sessions.cluster
     first, second = cluster.web
