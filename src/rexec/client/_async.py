@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,25 @@ _RECV_SIZE = 1 << 20
 
 class AsyncConnection:
     """One QAP1 session driven by asyncio. Requests on one connection are serialised
-    with a lock; :meth:`cancel` uses a connection of its own and never waits for it."""
+    with a lock; :meth:`cancel` uses a connection of its own and never waits for it.
 
-    def __init__(self, host: str, port: int, timeout: float | None) -> None:
+    With ``tls`` (a client :class:`ssl.SSLContext`) the connection is TLS from the first
+    byte (a rexec compute node's ``tls.port``, Rserve's ``qap.tls.port``); the server's
+    certificate is checked against ``server_hostname`` (default: ``host``) when the
+    context checks host names, and the context's certificate, if it has one, is the
+    client certificate a node with ``tls.client = require`` asks for."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.tls, self.server_hostname = tls, server_hostname
         self.pid: int | None = None
         self._cancelling = False
         self._user: str | None = None
@@ -39,9 +55,7 @@ class AsyncConnection:
         self, user: str | None, password: str | None, fetch_pid: bool, pool: str | None = None
     ) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout
-            )
+            self._reader, self._writer = await asyncio.wait_for(self._connect(), self.timeout)
             await asyncio.wait_for(self._greeting(), self.timeout)
             if user is not None:
                 await self._login(user, password or "")
@@ -54,6 +68,12 @@ class AsyncConnection:
             if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
                 raise ConnectionLost(f"cannot connect: {exc!r}") from exc
             raise
+
+    def _connect(self) -> Any:
+        if self.tls is None:
+            return asyncio.open_connection(self.host, self.port)
+        name = self.server_hostname or self.host
+        return asyncio.open_connection(self.host, self.port, ssl=self.tls, server_hostname=name)
 
     async def _greeting(self) -> None:
         while self._core.info is None:
@@ -159,7 +179,13 @@ class AsyncConnection:
         if self.pid is None:
             raise ClientError("the shell's pid is unknown (log in first)")
         self._cancelling = True
-        side = AsyncConnection(self.host, self.port, self.timeout or 30.0)
+        side = AsyncConnection(
+            self.host,
+            self.port,
+            self.timeout or 30.0,
+            tls=self.tls,
+            server_hostname=self.server_hostname,
+        )
         await side._open(self._user, self._password, fetch_pid=False)
         async with side:
             return await side._run(_core.cancel_op(self.pid))
@@ -187,7 +213,8 @@ class AsyncConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pid {self.pid}"
-        return f"<rexec.client.AsyncConnection {self.host}:{self.port} {state}>"
+        tls = " tls" if self.tls is not None else ""
+        return f"<rexec.client.AsyncConnection {self.host}:{self.port}{tls} {state}>"
 
 
 async def aconnect(
@@ -198,10 +225,13 @@ async def aconnect(
     password: str | None = None,
     timeout: float | None = None,
     pool: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> AsyncConnection:
     """Open an asyncio connection (and log in when ``user`` is given); with ``pool``,
-    its shell comes from that named pool of a rexec compute node."""
-    connection = AsyncConnection(host, port, timeout)
+    its shell comes from that named pool of a rexec compute node; with ``tls``, over
+    TLS from the first byte (see :class:`AsyncConnection`)."""
+    connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=True, pool=pool)
     return connection
 
@@ -215,11 +245,13 @@ async def aattach(
     password: str | None = None,
     timeout: float | None = None,
     pid: int | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> AsyncConnection:
     """Resume a parked session (:meth:`AsyncConnection.park`) on a new connection;
     ``pid``: its shell's process id, if known, for :meth:`AsyncConnection.cancel`.
     Raises :class:`SessionGone` when no session is parked under ``key``."""
-    connection = AsyncConnection(host, port, timeout)
+    connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=False)
     try:
         await connection._run(_core.attach_op(key))
@@ -245,17 +277,26 @@ async def adefine_pool(
     password: str,
     timeout: float | None = 300.0,
     data: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> None:
-    connection = AsyncConnection(host, port, timeout)
+    connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=False)
     async with connection:
         await connection._run(_core.define_pool_op(name, init, initial, max, data))
 
 
 async def aremove_pool(
-    name: str, *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> None:
-    connection = AsyncConnection(host, port, 30.0)
+    connection = AsyncConnection(host, port, 30.0, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=False)
     async with connection:
         await connection._run(_core.remove_pool_op(name))
@@ -269,19 +310,28 @@ async def acancel(
     user: str | None = None,
     password: str | None = None,
     timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> bool:
     """CMD_cancel for shell ``pid`` on a connection of its own (no shell taken): True
     when an evaluation was interrupted."""
-    connection = AsyncConnection(host, port, timeout)
+    connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=False)
     async with connection:
         return await connection._run(_core.cancel_op(pid))
 
 
 async def apool_status(
-    *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str, timeout: float = 10.0
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    timeout: float = 10.0,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> dict[str, Any]:
-    connection = AsyncConnection(host, port, timeout)
+    connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
     await connection._open(user, password, fetch_pid=False)
     async with connection:
         return await connection._run(_core.pool_status_op())

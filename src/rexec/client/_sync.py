@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 from rexec.client import _core
@@ -16,7 +17,11 @@ _JOIN_LIMIT = 1 << 16
 
 class Connection:
     """One QAP1 session (one R shell on the server). Not safe for concurrent requests
-    from several threads, except :meth:`cancel`, which uses a connection of its own."""
+    from several threads, except :meth:`cancel`, which uses a connection of its own.
+
+    With ``tls`` (a client :class:`ssl.SSLContext`) the connection is TLS from the first
+    byte (a rexec compute node's ``tls.port``); ``server_hostname`` (default ``host``)
+    is the name the server's certificate is checked against."""
 
     def __init__(
         self,
@@ -27,9 +32,12 @@ class Connection:
         password: str | None = None,
         timeout: float | None = None,
         pool: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         _fetch_pid: bool = True,
     ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.tls, self.server_hostname = tls, server_hostname
         self._user, self._password = user, password
         self.pid: int | None = None
         self._cancelling = False
@@ -37,6 +45,8 @@ class Connection:
         self._sock: socket.socket | None = socket.create_connection((host, port), timeout=timeout)
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                self._sock = tls.wrap_socket(self._sock, server_hostname=server_hostname or host)
             while self._core.info is None:
                 self._receive()
             if user is not None:
@@ -147,6 +157,8 @@ class Connection:
             user=self._user,
             password=self._password,
             timeout=self.timeout if self.timeout is not None else 30.0,
+            tls=self.tls,
+            server_hostname=self.server_hostname,
             _fetch_pid=False,
         ) as side:
             return side._run(_core.cancel_op(self.pid))
@@ -164,7 +176,8 @@ class Connection:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pid {self.pid}"
-        return f"<rexec.client.Connection {self.host}:{self.port} {state}>"
+        tls = " tls" if self.tls is not None else ""
+        return f"<rexec.client.Connection {self.host}:{self.port}{tls} {state}>"
 
 
 def connect(
@@ -175,10 +188,22 @@ def connect(
     password: str | None = None,
     timeout: float | None = None,
     pool: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> Connection:
     """Open a blocking connection (and log in when ``user`` is given); with ``pool``,
-    its shell comes from that named pool of a rexec compute node."""
-    return Connection(host, port, user=user, password=password, timeout=timeout, pool=pool)
+    its shell comes from that named pool of a rexec compute node; with ``tls`` (an
+    :class:`ssl.SSLContext`), over TLS from the first byte."""
+    return Connection(
+        host,
+        port,
+        user=user,
+        password=password,
+        timeout=timeout,
+        pool=pool,
+        tls=tls,
+        server_hostname=server_hostname,
+    )
 
 
 # rexec's named pools: a compute node's own commands (Rserve has none), each on a
@@ -195,26 +220,64 @@ def define_pool(
     password: str,
     timeout: float | None = 300.0,
     data: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> None:
     """Start (or replace) the named pool whose template runs ``init`` once; returns when
     its first shells are ready. Connections then choose it with ``connect(pool=name)``.
     ``data`` is staged in a file for the template, named by ``.rexec_pool_data`` in R."""
     with Connection(
-        host, port, user=user, password=password, timeout=timeout, _fetch_pid=False
+        host,
+        port,
+        user=user,
+        password=password,
+        timeout=timeout,
+        tls=tls,
+        server_hostname=server_hostname,
+        _fetch_pid=False,
     ) as c:
         c._run(_core.define_pool_op(name, init, initial, max, data))
 
 
 def remove_pool(
-    name: str, *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> None:
-    with Connection(host, port, user=user, password=password, _fetch_pid=False) as c:
+    with Connection(
+        host,
+        port,
+        user=user,
+        password=password,
+        tls=tls,
+        server_hostname=server_hostname,
+        _fetch_pid=False,
+    ) as c:
         c._run(_core.remove_pool_op(name))
 
 
 def pool_status(
-    *, host: str = "127.0.0.1", port: int = 6311, user: str, password: str
+    *,
+    host: str = "127.0.0.1",
+    port: int = 6311,
+    user: str,
+    password: str,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> dict[str, Any]:
     """Every pool's numbers (idle, busy, starting, max, ...), the default pool as ""."""
-    with Connection(host, port, user=user, password=password, _fetch_pid=False) as c:
+    with Connection(
+        host,
+        port,
+        user=user,
+        password=password,
+        tls=tls,
+        server_hostname=server_hostname,
+        _fetch_pid=False,
+    ) as c:
         return c._run(_core.pool_status_op())
