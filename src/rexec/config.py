@@ -90,6 +90,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Allow Rserve's in-band CMD_switch to TLS on the plain port (advertised in the ID string).",
     ),
     Setting(
+        "tls.ca",
+        "",
+        "PEM bundle of the CAs whose client certificates are accepted (with `tls.client`); "
+        "only these, never the system's.",
+    ),
+    Setting(
+        "tls.client",
+        "none",
+        "Client certificates, as Rserve's `tls.client`: `none` (not asked for), `request` "
+        "(asked for; one that is shown must verify against `tls.ca`), `require` (a "
+        "connection without a valid one fails the handshake), or required and its subject's "
+        "common name checked: `match:NAME[,NAME...]`, `prefix:TEXT`, `suffix:TEXT` (a "
+        "mismatch is closed before the greeting). On `tls.port` and after `tls.switch`.",
+    ),
+    Setting(
+        "tls.only",
+        False,
+        "Serve QAP on `tls.port` only: no plain listener on `server.port` (Rserve's `qap "
+        "disable` with a TLS port). With `tls.client = require` every connection then "
+        "shows a client certificate of `tls.ca` before its first byte of QAP.",
+    ),
+    Setting(
         "shell.user",
         "",
         "Account R shells run as when the server starts as root. Empty: the `rexec` system "

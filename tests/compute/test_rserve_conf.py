@@ -213,6 +213,30 @@ def test_tls_needs_a_readable_certificate(tmp_path) -> None:
     assert any("'tls.key'" in w and "cannot read" in w for w in warnings)
 
 
+def test_client_certificates_and_qap_disable(tmp_path) -> None:
+    cert, ca = tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.write_text("x")
+    ca.write_text("x")
+    tls = f"tls.cert {cert}\ntls.key {cert}\ntls.port 7001\n"
+    settings, warnings = load_text(tmp_path, tls + f"tls.ca {ca}\ntls.client match:web-1,web-2\n")
+    assert settings["tls.ca"] == str(ca) and settings["tls.client"] == "match:web-1,web-2"
+    assert warnings == []
+    # require without a CA: kept (rexec then refuses to start, as no client could verify)
+    settings, warnings = load_text(tmp_path, tls + "tls.client require\n")
+    assert settings["tls.client"] == "require"
+    assert any("'tls.client'" in w and "tls.ca" in w for w in warnings)
+    # an invalid specification is ignored with a warning, as by Rserve
+    settings, warnings = load_text(tmp_path, tls + "tls.client sometimes\n")
+    assert "tls.client" not in settings
+    assert any("invalid specification" in w for w in warnings)
+    # qap disable with a TLS port: QAP on the TLS port only; without one, still served
+    settings, warnings = load_text(tmp_path, tls + "qap disable\n")
+    assert settings["tls.only"] is True and warnings == []
+    settings, warnings = load_text(tmp_path, "rserve disable\n")
+    assert settings == {}
+    assert any("'rserve disable'" in w and "still serves" in w for w in warnings)
+
+
 def test_several_files_are_read_in_order_into_one_state(tmp_path) -> None:
     first, second = tmp_path / "a.conf", tmp_path / "b.conf"
     first.write_text("eval a <- 1\nauth required\nport 7000\n")

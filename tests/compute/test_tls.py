@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
@@ -108,3 +109,145 @@ def test_rsclient_over_tls(tls_server, certificate) -> None:
         ["Rscript", "-e", script], capture_output=True, text=True, env=UTF8, timeout=60
     )
     assert result.stdout.strip() == "42", result.stderr
+
+
+# ---------------------------------------------------------------- client certificates
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tests.certs import Pki
+
+    return Pki.create(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def mtls_server(pki, tmp_path_factory):
+    """TLS only (no plain port), client certificates of pki.client_ca required."""
+    from tests.certs import start_tls_rexec
+
+    server = start_tls_rexec(tmp_path_factory.mktemp("mtls"), **pki.compute_settings("require"))
+    yield server
+    server.stop()
+
+
+def _greeting(port: int, context: ssl.SSLContext) -> bytes:
+    """The ID string over TLS (b"" when the server closes instead)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="localhost") as secure:
+        return secure.recv(32)
+
+
+def _refused(port: int, context: ssl.SSLContext) -> str:
+    """How a TLS connection the server must refuse ends: the handshake fails (TLS 1.2),
+    or, with TLS 1.3, whose client finishes before the server checked its certificate,
+    the first read gets the server's alert."""
+    try:
+        data = _greeting(port, context)
+    except (ssl.SSLError, ConnectionError) as exc:
+        return repr(exc)
+    assert data == b"", data  # never the ID string
+    return "closed"
+
+
+def test_require_refuses_without_a_valid_client_certificate(mtls_server, pki) -> None:
+    from tests.certs import client_context
+
+    port = mtls_server.port
+    # no plain port at all (tls.only), and plain bytes on the TLS port get no greeting
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", mtls_server.plain_port), timeout=5)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.settimeout(12)
+        raw.sendall(b"\0" * 16)
+        with contextlib.suppress(ConnectionError):
+            assert not raw.recv(32).startswith(b"Rsrv")
+    # TLS without a client certificate, with one of another CA: refused
+    _refused(port, client_context(pki.server_ca))
+    _refused(port, client_context(pki.server_ca, pki.forged))
+    # the right one is served
+    assert _greeting(port, client_context(pki.server_ca, pki.web)).startswith(b"Rsrv0103QAP1")
+    log = mtls_server.log_text()
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in log  # the server's reasons, logged
+    assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log
+
+
+def test_the_clients_connect_with_a_client_certificate(mtls_server, pki) -> None:
+    import asyncio
+
+    import rexec.client
+    from rexec.client import ConnectionLost
+    from tests.certs import client_context
+
+    context = client_context(pki.server_ca, pki.web)
+    with rexec.client.connect(
+        port=mtls_server.port, tls=context, server_hostname="localhost", timeout=30
+    ) as r:
+        assert r.eval("6L * 7L") == 42
+        assert "tls" in repr(r)
+    with pytest.raises((ConnectionLost, ssl.SSLError, ConnectionError)):
+        rexec.client.connect(port=mtls_server.port, tls=client_context(pki.server_ca), timeout=10)
+
+    async def run() -> None:
+        connection = await rexec.client.aconnect(
+            "127.0.0.1", mtls_server.port, tls=context, timeout=30
+        )  # the name checked is the host's: the certificate carries 127.0.0.1 too
+        async with connection:
+            assert await connection.eval("paste(rep('x', 1e5), collapse = '')") == "x" * 100000
+            # a cancel's side connection goes the same way (TLS, client certificate)
+            running = asyncio.ensure_future(connection.eval("Sys.sleep(30); 1"))
+            await asyncio.sleep(1.0)
+            assert await connection.cancel() is True
+            with pytest.raises(rexec.client.RError):
+                await running
+            assert await connection.eval("1L") == 1
+        with pytest.raises(ConnectionLost):
+            await rexec.client.aconnect(
+                "127.0.0.1", mtls_server.port, tls=client_context(pki.server_ca), timeout=10
+            )
+
+    asyncio.run(run())
+
+
+def test_match_rule_checks_the_common_name(pki, tmp_path) -> None:
+    from tests.certs import client_context, start_tls_rexec
+
+    server = start_tls_rexec(tmp_path, **pki.compute_settings("match:web-node,other-web"))
+    try:
+        assert _greeting(server.port, client_context(pki.server_ca, pki.web)).startswith(b"Rsrv")
+        # signed by the right CA, but a name the rule does not list
+        _refused(server.port, client_context(pki.server_ca, pki.intruder))
+        _refused(server.port, client_context(pki.server_ca, pki.forged))
+        refusal = next(line for line in server.log_text().splitlines() if "ClientRefused" in line)
+        assert "intruder" in refusal and "fails tls.client" in refusal
+    finally:
+        server.stop()
+
+
+def test_client_rules() -> None:
+    from rexec.compute.supervisor.tls import client_rule_problem, common_name, rule_allows
+
+    assert [client_rule_problem(v) for v in ("none", "request", "require", "match:a")] == [None] * 4
+    assert client_rule_problem("prefix:") and client_rule_problem("yes")
+    assert rule_allows("", None) and rule_allows("match:a, b", "b")
+    assert not rule_allows("match:ab", "a") and not rule_allows("match:a", None)
+    assert rule_allows("prefix:web-", "web-1") and not rule_allows("prefix:web-", "xweb-1")
+    assert rule_allows("suffix:.example", "a.example") and not rule_allows("suffix:.ex", "a")
+    assert common_name({"subject": ((("organizationName", "x"),), (("commonName", "n"),))}) == "n"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('client = "require"', "need tls.cert"),
+        ('cert = "{cert}"\nkey = "{key}"\nclient = "require"', "needs tls.ca"),
+        ('cert = "{cert}"\nkey = "{key}"\nclient = "sometimes"', "is none of"),
+        ('cert = "{cert}"\nkey = "{key}"\nonly = true', "tls.only needs tls.port"),
+    ],
+)
+def test_misconfigured_tls_stops_the_start(table, message, certificate) -> None:
+    from tests.conftest import serve_fails
+
+    cert, key = certificate
+    output = serve_fails("[tls]\n" + table.format(cert=cert, key=key) + "\n")
+    assert message in output, output

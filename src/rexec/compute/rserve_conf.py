@@ -139,8 +139,6 @@ _UNSUPPORTED: dict[str, tuple[Callable[[str], bool], str]] = {
     "io.use.context": (_true, "R's console output stays in the server log"),
     "use.idle.callback": (_true, "no idle callbacks"),
     "oob.idle.interval": (_positive, "no idle OOB messages"),
-    "qap": (_false, "rexec always serves QAP1 on server.port"),
-    "rserve": (_false, "rexec always serves QAP1 on server.port"),
     "qap.oc": (
         _true,
         "object-capability (OCAP) mode is not implemented: rexec serves the eval "
@@ -170,8 +168,6 @@ _UNSUPPORTED: dict[str, tuple[Callable[[str], bool], str]] = {
         "no RSA secure login (CMD_keyReq and CMD_secLogin get ERR_inv_cmd): log in "
         "with CMD_login, over TLS when the network is not trusted",
     ),
-    "tls.ca": (_set, "client certificates are neither requested nor checked"),
-    "tls.client": (_set, "client certificates are neither requested nor checked"),
     "r-control": (_true, "R code cannot use control commands (Rserve 1.8 ignores it too)"),
     "r.control": (_true, "R code cannot use control commands (Rserve 1.8 ignores it too)"),
     "chroot": (_set, "no chroot: R shells run as shell.user in a session directory of their own"),
@@ -215,6 +211,9 @@ class _Reader:
         self.tls_port = 0
         self.tls_port_key = "tls.port"
         self.tls_switch: bool | None = None
+        self.tls_client = ""
+        self.qap: bool | None = None  # None: not given (Rserve's default, enabled)
+        self.qap_key = "qap"
 
     def warn(self, where: str, key: str, text: str) -> None:
         self.warnings.append(f"{where}: Rserve setting '{key}': {text}")
@@ -390,6 +389,23 @@ class _Reader:
     def _switch_qap_tls(self, where: str, value: str) -> None:
         self.tls_switch = is_true(value)
 
+    def _tls_ca(self, where: str, value: str) -> None:
+        self.tls_files["tls.ca"] = value
+
+    def _tls_client(self, where: str, value: str) -> None:
+        from rexec.compute.supervisor.tls import client_rule_problem
+
+        if client_rule_problem(value):  # as Rserve: an invalid one is ignored, with a warning
+            self.warn(where, "tls.client", f"invalid specification {value!r}, ignored")
+            return
+        self.tls_client = value
+
+    def _qap(self, where: str, value: str, key: str = "qap") -> None:
+        self.qap, self.qap_key = is_true(value), key
+
+    def _rserve(self, where: str, value: str) -> None:
+        self._qap(where, value, "rserve")
+
     # the result ----------------------------------------------------------------
 
     def finish(self, where: str) -> tuple[dict[str, Any], list[str]]:
@@ -507,17 +523,47 @@ class _Reader:
             elif path:
                 self.warn(where, key, f"cannot read {path}: TLS is not used (as by Rserve)")
         if not settings.get("tls.cert"):
-            if self.tls_port or self.tls_switch:
+            if self.tls_port or self.tls_switch or self.tls_client:
                 self.warn(
                     where,
-                    self.tls_port_key if self.tls_port else "switch.qap.tls",
+                    self.tls_port_key
+                    if self.tls_port
+                    else ("switch.qap.tls" if self.tls_switch else "tls.client"),
                     "no usable tls.cert: rexec serves no TLS",
                 )
+            settings.pop("tls.ca", None)
+            self._finish_qap(where, settings)
             return
         if self.tls_port:
             settings["tls.port"] = self.tls_port
         if self.tls_switch is not None:
             settings["tls.switch"] = self.tls_switch
+        if self.tls_client:
+            settings["tls.client"] = self.tls_client
+            if self.tls_client != "none" and not settings.get("tls.ca"):
+                self.warn(
+                    where,
+                    "tls.client",
+                    "without a usable tls.ca no client certificate can verify (Rserve "
+                    "refuses every client then); rexec does not start until tls.ca is set",
+                )
+        elif settings.get("tls.ca"):
+            self.warn(where, "tls.ca", "without tls.client no client certificate is asked for")
+            del settings["tls.ca"]  # as Rserve: the CAs alone change nothing
+        self._finish_qap(where, settings)
+
+    def _finish_qap(self, where: str, settings: dict[str, Any]) -> None:
+        if self.qap is not False:
+            return
+        if settings.get("tls.port"):
+            settings["tls.only"] = True  # as Rserve: QAP on the TLS port only
+            return
+        self.warn(
+            where,
+            f"{self.qap_key} disable",
+            "without a TLS port rexec still serves QAP1 on server.port (Rserve would serve "
+            "nothing)",
+        )
 
 
 #: Keys with a ``_Reader._<key>`` method (dots as underscores).
@@ -553,6 +599,10 @@ _HANDLED = frozenset(
         "tls.port",
         "qap.tls.port",
         "switch.qap.tls",
+        "tls.ca",
+        "tls.client",
+        "qap",
+        "rserve",
     )
 )
 

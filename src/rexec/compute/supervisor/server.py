@@ -74,6 +74,8 @@ class ComputeServer:
         self.control = ControlServer(config, self.pool)
         self.reload_config: Any = None  # () -> Config, for SIGHUP
         self.tls_context = tls.make_context(config)
+        if config["tls.only"] and not (config["tls.port"] and self.tls_context):
+            raise RuntimeError("tls.only needs tls.port and tls.cert (then the only port)")
         self._stopped = asyncio.Event()
         self._up = asyncio.Event()
         self._ids = itertools.count(1)
@@ -119,7 +121,8 @@ class ComputeServer:
 
     @property
     def port(self) -> int:
-        return self._listeners[0].getsockname()[1]
+        """The plain port (the TLS port with ``tls.only``)."""
+        return (self._listeners or self._tls_listeners)[0].getsockname()[1]
 
     def _hosts(self) -> list[str]:
         if self.config["server.remote"]:
@@ -154,7 +157,8 @@ class ComputeServer:
             raise RuntimeError("tls.port and tls.switch need tls.cert (and tls.key)")
         await self.metrics.start()
         host = self.config["server.host"]
-        self._listeners = self._listen(self.config["server.port"])
+        if not self.config["tls.only"]:
+            self._listeners = self._listen(self.config["server.port"])
         if self.config["tls.port"]:
             self._tls_listeners = self._listen(self.config["tls.port"])
             log.info("TLS on %s:%d", host, self._tls_listeners[0].getsockname()[1])
