@@ -97,3 +97,40 @@ def test_console_output_streams_and_cancel_works_through_the_other_web_node(two_
         # and the session goes on, from either web node
         assert _run(on_b, sid, "cat('after')").json()["consoleOutput"] == "after"
         on_a.delete(f"/sessions/{sid}")
+
+
+def test_a_session_deleted_through_one_web_node_while_the_other_runs_it_ends(
+    two_webs, services_compute
+) -> None:
+    import asyncio
+
+    from rexec.client._async import apool_status
+    from tests.web.conftest import COMPUTE_PASSWORD, COMPUTE_USER
+
+    def parked() -> int:
+        status = asyncio.run(
+            apool_status(port=services_compute.port, user=COMPUTE_USER, password=COMPUTE_PASSWORD)
+        )
+        return status["pools"][""]["parked"]
+
+    a, b = two_webs
+    with a.client() as on_a, b.client() as on_b:
+        sid = on_a.post("/sessions", json={}).json()["id"]
+        before = parked()
+        answers: list[httpx.Response] = []
+        worker = threading.Thread(
+            target=lambda: answers.append(_run(on_a, sid, "Sys.sleep(1.5); 1"))
+        )
+        worker.start()
+        deadline = time.monotonic() + 20
+        while on_b.get(f"/sessions/{sid}").json()["busy"] is False:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert on_b.delete(f"/sessions/{sid}").status_code == 200
+        worker.join(30)
+        assert answers[0].status_code == 200  # the running execution was not cut short
+        assert on_a.get(f"/sessions/{sid}").status_code == 404
+        deadline = time.monotonic() + 10
+        while parked() != before - 1:  # its shell is not left parked for nobody
+            assert time.monotonic() < deadline, parked()
+            time.sleep(0.2)

@@ -235,6 +235,10 @@ class Sessions:
 
     def _claim(self, session_id: str) -> bool:
         """Take the session's lease (one conditional update); False if another holds it."""
+        return self._claim_row(session_id) is not None
+
+    def _claim_row(self, session_id: str) -> RSession | None:
+        """Take the lease and read the record, in one transaction; None if held."""
         with self.db.session() as db:
             result = db.execute(
                 update(RSession)
@@ -242,19 +246,22 @@ class Sessions:
                 .values(holder=self.holder_id)
                 .execution_options(synchronize_session=False)
             )
-            return bool(result.rowcount)
+            return db.get(RSession, session_id) if result.rowcount else None
 
-    def _release(self, session_id: str, key: bytes | None, executions: int | None) -> None:
+    def _release(self, session_id: str, key: bytes | None, executions: int | None) -> bool:
+        """End the lease, keeping ``key``; False when the session was closed meanwhile
+        (another web node's DELETE or reaper): then the parked shell is to be ended."""
         with self.db.session() as db:
             row = db.get(RSession, session_id)
-            if row is None:
-                return
+            if row is None or row.state != "active":
+                return key is None
             row.holder, row.last_active, row.running = None, utcnow(), None
             row.park_key = key.hex() if key is not None else None
             if executions is not None:
                 row.executions = executions
-            if key is None and row.state == "active":
+            if key is None:
                 row.state = "gone"
+            return True
 
     async def _resume(self, row: RSession) -> AsyncConnection:
         """The session's shell on a new connection (410 when it is not there any more,
@@ -313,13 +320,11 @@ class Sessions:
         executions: int | None = None,
     ) -> T:
         """Run R work on the session: 409 if a request holds it, 410 if its shell is gone."""
-        if not await asyncio.to_thread(self._claim, handle.id):
+        row = await asyncio.to_thread(self._claim_row, handle.id)
+        if row is None:
             raise ApiError(409, "the session is busy with another request")
         key: bytes | None = None
         try:
-            row = await asyncio.to_thread(self._get, handle.id)
-            if row is None:
-                raise ApiError(410, "session is gone")
             try:
                 connection = await self._resume(row)
             except ApiError as exc:
@@ -329,8 +334,7 @@ class Sessions:
             self.attached[handle.id] = (connection, handle.node)
             try:
                 result = await action(connection)
-                if await asyncio.to_thread(self._still_active, handle.id):
-                    key = await connection.park(self._park_seconds)
+                key = await connection.park(self._park_seconds)
             except (ConnectionLost, OSError) as exc:
                 raise ApiError(410, f"the session's R shell is gone: {exc}") from exc
             finally:
@@ -339,11 +343,19 @@ class Sessions:
                     await connection.close()
             return result
         finally:
-            await asyncio.to_thread(self._release, handle.id, key, executions)
+            if not await asyncio.to_thread(self._release, handle.id, key, executions):
+                await self._end_parked(row, key)
 
-    def _still_active(self, session_id: str) -> bool:
-        row = self._get(session_id)
-        return row is not None and row.state == "active"
+    async def _end_parked(self, row: RSession, key: bytes | None) -> None:
+        """The session was closed while a request of ours used it: end its shell."""
+        node = self._node(row.node)
+        if key is None or node is None:
+            return
+        with contextlib.suppress(ClientError, OSError):
+            connection = await rexec.client.aattach(
+                key=key, timeout=self.compute.settings.connect_timeout, **self.compute.qap(node)
+            )
+            await connection.close()
 
     # ------------------------------------------------------------------ execute
     async def execute(
@@ -393,7 +405,7 @@ class Sessions:
             started_at=state["started"],
             finished_at=utcnow(),
         )
-        await asyncio.to_thread(self._add, record)
+        await asyncio.to_thread(self._record, record)
         if result.pop("timedOut", False):
             raise ApiError(
                 504,
@@ -503,6 +515,12 @@ class Sessions:
             "changedFiles": changed,
             "plots": [f for f in changed if f.startswith(f"plot-{number}-") and f.endswith(".png")],
         }
+
+    def _record(self, execution: Execution) -> None:
+        """Add to the history, unless the session was deleted meanwhile."""
+        with self.db.session() as db:
+            if db.get(RSession, execution.session_id) is not None:
+                db.add(execution)
 
     def _add(self, row: Any) -> None:
         with self.db.session() as db:
