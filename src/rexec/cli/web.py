@@ -108,8 +108,13 @@ def _run_web(settings, log_level: str) -> None:
     import uvicorn
 
     from rexec.web.app import WebNode, bootstrap_admin, create_app
+    from rexec.web.settings import ConfigError
 
-    node = WebNode.build(settings)
+    try:
+        node = WebNode.build(settings)
+    except ConfigError as error:  # files it reads only now (the compute nodes' TLS)
+        Console(stderr=True).print(str(error), style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     generated = bootstrap_admin(node, os.environ.get("REXEC_ADMIN_PASSWORD"))
     if generated is not None:
         console.print(

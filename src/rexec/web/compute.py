@@ -14,11 +14,19 @@ default pool's ``max`` less its busy shells, across every web node) less the ses
 this web node opened there since. Where no check has run, the web node counts the
 connections it holds against ``pool_max - reserve``. When every node is full the
 answer is 503 with Retry-After; nothing waits unboundedly.
+
+Every QAP connection to a node (sessions, checks, service pools and calls, cancels)
+takes its address, login and TLS from :meth:`Compute.qap`. A node with ``tls = true``
+(a registry node with ``compute_tls.registry``) is reached over TLS from the first
+byte, its certificate verified, with the web node's client certificate if one is
+configured; each set of CA, certificate and key files is loaded into one
+:class:`ssl.SSLContext`, once.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +34,7 @@ from typing import Any
 import rexec.client
 from rexec.client import AsyncConnection, ClientError
 from rexec.web.errors import ApiError
-from rexec.web.settings import ComputeNode, WebSettings
+from rexec.web.settings import ComputeNode, ConfigError, WebSettings
 
 log = logging.getLogger("rexec.web.compute")
 
@@ -87,25 +95,66 @@ class Compute:
     #: are ended, so requests in flight on it answer 410 instead of hanging (a
     #: partitioned node's connections see no end of stream).
     on_down: list[Any] = field(default_factory=list)
+    #: Client TLS contexts by (CA, certificate, key) file: loaded once, shared.
+    _contexts: dict[tuple[str, str, str], ssl.SSLContext] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.nodes:
             self.nodes = [NodeState(node) for node in self.settings.compute_nodes]
+        for node in self.nodes:  # bad files fail at start, not at the first call
+            self.tls_context(node)
+        if self.settings.compute_tls_registry:
+            self._context(*self._defaults(), "compute_tls")
+
+    def _defaults(self) -> tuple[str, str, str]:
+        s = self.settings
+        return s.compute_tls_ca, s.compute_tls_cert, s.compute_tls_key
+
+    def _context(self, ca: str, cert: str, key: str, where: str) -> ssl.SSLContext:
+        files = (ca, cert, key)
+        context = self._contexts.get(files)
+        if context is None:
+            try:
+                context = ssl.create_default_context(cafile=ca or None)  # none: the system's
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if cert:
+                    context.load_cert_chain(cert, key or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"{where}: TLS files {[f for f in files if f]}: {exc}") from None
+            context = self._contexts.setdefault(files, context)
+        return context
+
+    def tls_context(self, node: NodeState) -> ssl.SSLContext | None:
+        """The client context ``node`` is reached with over TLS, or None (plain QAP)."""
+        config = node.config
+        if config.tls:
+            ca, cert, key = self._defaults()
+            if config.tls_cert:
+                cert, key = config.tls_cert, config.tls_key
+            return self._context(config.tls_ca or ca, cert, key, config.name)
+        if node.id is not None and self.settings.compute_tls_registry:
+            return self._context(*self._defaults(), "compute_tls")
+        return None
 
     def busy_error(self, reason: str) -> ApiError:
         return ApiError(503, reason, headers={"Retry-After": str(self.settings.retry_after)})
 
-    @staticmethod
-    def qap(node: NodeState) -> dict[str, Any]:
+    def qap(self, node: NodeState) -> dict[str, Any]:
         """How to reach ``node`` over QAP: the keyword arguments of ``aconnect``,
-        ``aattach`` and the pool commands (address, login)."""
+        ``aattach`` and the pool commands (address, login, and for a node over TLS the
+        client context and the name its certificate must carry)."""
         config = node.config
-        return {
+        kwargs: dict[str, Any] = {
             "host": config.host,
             "port": config.port,
             "user": config.user,
             "password": config.password,
         }
+        context = self.tls_context(node)
+        if context is not None:
+            kwargs["tls"] = context
+            kwargs["server_hostname"] = config.tls_server_name or config.host
+        return kwargs
 
     def working(self) -> list[NodeState]:
         """The nodes new work may go to: not draining, not known to be down."""
@@ -144,10 +193,11 @@ class Compute:
     async def check(self, node: NodeState) -> None:
         """Ask the node for its pools (authenticated); mark it healthy or down."""
         config = node.config
+        qap = self.qap(node)
         if config.user is None:  # poolStatus needs a login: reachability only
             try:
                 connection = await rexec.client.aconnect(
-                    config.host, config.port, timeout=self.settings.connect_timeout
+                    **qap, timeout=self.settings.connect_timeout
                 )
                 await connection.close()
                 node.reachable, node.last_error = True, ""
@@ -159,10 +209,7 @@ class Compute:
 
         try:
             status = await apool_status(
-                host=config.host,
-                port=config.port,
-                user=config.user,
-                password=config.password or "",
+                **{**qap, "password": config.password or ""},
                 timeout=self.settings.connect_timeout,
             )
         except (ClientError, OSError) as exc:

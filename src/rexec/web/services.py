@@ -612,12 +612,7 @@ class Services:
                 f"compute node {node.config.name} has no login for this web node: service "
                 "pools need one (a user of the compute node's users file)",
             )
-        return {
-            "host": node.config.host,
-            "port": node.config.port,
-            "user": node.config.user,
-            "password": node.config.password or "",
-        }
+        return {**self.compute.qap(node), "password": node.config.password or ""}
 
     async def _data(self, defn: ServiceDef) -> bytes | None:
         if not defn.has_data:

@@ -10,9 +10,9 @@ Every field of :class:`WebSettings` (and of :class:`ComputeNode`) is declared wi
    ``services.pool_max`` is ``pool_max`` in a ``[services]`` table (or the dotted key
    itself at the top level); compute nodes are an array of tables, one ``[[compute]]``
    per node, with ``host``, ``port``, ``user``, ``password`` or ``password_file`` (a
-   file whose content is the password; relative to the TOML file), ``pool_max`` and
-   ``reserve``; unknown keys and values of the wrong type are errors naming the key and
-   the file;
+   file whose content is the password; relative to the TOML file), ``pool_max``,
+   ``reserve`` and the ``tls*`` keys (files relative to the TOML file too); unknown
+   keys and values of the wrong type are errors naming the key and the file;
 3. ``REXEC_WEB_<NAME>`` variables, ``<NAME>`` being the attribute's name in capitals
    (``REXEC_WEB_SERVICE_POOL_MAX``), for every setting but the compute nodes;
 4. explicit overrides (the command-line flags), by attribute name.
@@ -97,8 +97,38 @@ class ComputeNode:
         "A file whose content (less trailing newlines) is the password, read at start-up, "
         "so the secret need not sit in the TOML file; relative to the TOML file.",
     )
+    tls: bool = setting(
+        "tls",
+        False,
+        "Reach the node over TLS from the first byte: `port` is then its `tls.port`. Its "
+        "certificate is verified (`tls_ca`) for the name `tls_server_name`.",
+    )
+    tls_ca: str = setting(
+        "tls_ca",
+        "",
+        "PEM bundle of the CAs the node's certificate is checked against; empty: "
+        "`compute_tls.ca`, and if that is empty too the system's CAs.",
+    )
+    tls_cert: str = setting(
+        "tls_cert",
+        "",
+        "The web node's client certificate (PEM, with its chain) for a node with "
+        "`tls.client = require`; empty: `compute_tls.cert` (empty too: none).",
+    )
+    tls_key: str = setting(
+        "tls_key",
+        "",
+        "The private key of `tls_cert`; empty: in `tls_cert`'s file. Relative to the TOML "
+        "file, as `tls_ca` and `tls_cert`.",
+    )
+    tls_server_name: str = setting(
+        "tls_server_name",
+        "",
+        "The name the node's certificate must carry (SNI too); empty: `host`.",
+    )
 
     def __post_init__(self) -> None:
+        self._check_tls()
         if not self.password_file:
             return
         try:
@@ -110,6 +140,15 @@ class ComputeNode:
         if self.password is not None and self.password != content:
             raise ConfigError(f"{self.name}: give password or password_file, not both")
         object.__setattr__(self, "password", content)
+
+    def _check_tls(self) -> None:
+        given = [k for k in TLS_KEYS if getattr(self, k)]
+        if given and not self.tls:
+            raise ConfigError(f"{self.name}: {', '.join(given)} without tls = true")
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError(f"{self.name}: tls_key without tls_cert")
+        for key in TLS_FILES:
+            readable_file(getattr(self, key), f"{self.name}: {key}")
 
     @property
     def name(self) -> str:
@@ -316,6 +355,32 @@ class WebSettings:
         "A file whose content (less trailing newlines) is `nodes.registration_token`, "
         "read at start-up; relative to the TOML file.",
     )
+    compute_tls_ca: str = setting(
+        "compute_tls.ca",
+        "",
+        "PEM bundle of the CAs compute nodes' certificates are checked against, for "
+        "`[[compute]]` nodes with `tls = true` and no `tls_ca` and for the registry's "
+        "nodes with `compute_tls.registry`; empty: the system's CAs. Relative to the TOML "
+        "file, as the next two.",
+    )
+    compute_tls_cert: str = setting(
+        "compute_tls.cert",
+        "",
+        "The web node's client certificate (PEM, with its chain) for compute nodes over "
+        "TLS that give no `tls_cert` (and for the registry's nodes); empty: none.",
+    )
+    compute_tls_key: str = setting(
+        "compute_tls.key",
+        "",
+        "The private key of `compute_tls.cert`; empty: in the certificate's file.",
+    )
+    compute_tls_registry: bool = setting(
+        "compute_tls.registry",
+        False,
+        "Reach every compute node of the registry (`/computenodes`, self-registered ones) "
+        "over TLS with the `compute_tls.*` files, checking its certificate for its host "
+        "name: their registered port is then their `tls.port`.",
+    )
 
     def __post_init__(self) -> None:
         if self.registration_token_file:
@@ -367,6 +432,19 @@ _NODE_BY_KEY: dict[str, Field[Any]] = {
 _COMPUTE = "compute"
 #: Shortest nodes.registration_token accepted.
 MIN_TOKEN_LENGTH = 16
+
+
+#: ComputeNode's TLS keys, and those that name files (relative to the TOML file).
+TLS_KEYS = ("tls_ca", "tls_cert", "tls_key", "tls_server_name")
+TLS_FILES = ("tls_ca", "tls_cert", "tls_key")
+#: WebSettings' TLS files (relative to the TOML file).
+WEB_TLS_FILES = ("compute_tls_ca", "compute_tls_cert", "compute_tls_key")
+
+
+def readable_file(path: str, where: str) -> None:
+    """ConfigError unless ``path`` is empty or a file this process can read."""
+    if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise ConfigError(f"{where}: cannot read {path!r}")
 
 
 def key_of(f: Field[Any]) -> str:
@@ -470,6 +548,9 @@ def _compute_nodes(value: Any, source: str, base: Path) -> tuple[ComputeNode, ..
             if "password" in values:
                 raise ConfigError(f"{where}: give password or password_file, not both")
             values["password_file"] = str(base / Path(values["password_file"]).expanduser())
+        for key in TLS_FILES:
+            if values.get(key):
+                values[key] = str(base / Path(values[key]).expanduser())
         try:
             nodes.append(ComputeNode(**values))
         except ConfigError as error:
@@ -499,6 +580,9 @@ def read_web_toml(path: Path) -> dict[str, Any]:
             values[f.name] = str(Path(path).parent / Path(checked).expanduser())
         else:
             values[f.name] = _check(f, value, f"{source}: {key}", _WEB_TYPES)
+    for name in WEB_TLS_FILES:
+        if values.get(name):
+            values[name] = str(Path(path).parent / Path(values[name]).expanduser())
     return values
 
 

@@ -1,0 +1,266 @@
+"""A web node reaching its compute node over TLS with a client certificate: a compute
+node with ``tls.only`` and ``tls.client = require`` (certificates made in the test),
+sessions and published services through it, a web node without the right certificate
+kept out, the registry's nodes with ``compute_tls.*``, and the settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rexec.web.settings import ComputeNode, ConfigError, load_web_settings
+from tests.certs import Pki, start_tls_rexec
+from tests.conftest import Server
+from tests.web.conftest import (
+    COMPUTE_PASSWORD,
+    COMPUTE_USER,
+    Web,
+    settings_for,
+    start_web,
+    stop_web,
+)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki.create(tmp_path_factory.mktemp("web-pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_compute(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A compute node reachable only over TLS with a certificate of the web nodes' CA,
+    with a users file (service pools need the web node's verified login)."""
+    from rexec.compute.supervisor.users import UsersFile
+
+    root = tmp_path_factory.mktemp("tls-compute")
+    users = root / "users"
+    UsersFile(users).add(COMPUTE_USER, COMPUTE_PASSWORD)
+    server = start_tls_rexec(
+        root,
+        **pki.compute_settings("require"),
+        **{
+            "auth.users_file": str(users),
+            "pool.initial": 2,
+            "pool.max": 8,
+            "pool.wait_timeout": 3.0,
+        },
+    )
+    yield server
+    server.stop()
+
+
+def tls_node(server: Server, pki: Pki, **changes: object) -> ComputeNode:
+    values: dict[str, object] = {
+        "port": server.port,
+        "pool_max": 8,
+        "user": COMPUTE_USER,
+        "password": COMPUTE_PASSWORD,
+        "tls": True,
+        "tls_ca": str(pki.server_ca.pem),
+        "tls_cert": str(pki.web.cert),
+        "tls_key": str(pki.web.key),
+        **changes,
+    }
+    return ComputeNode(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tls_web(tls_compute: Server, pki: Pki, tmp_path_factory) -> Iterator[Web]:
+    db = tmp_path_factory.mktemp("tls-web") / "web.db"
+    settings = settings_for(
+        tls_compute,
+        f"sqlite:///{db}",
+        compute_nodes=(tls_node(tls_compute, pki),),
+        service_reconcile_interval=5.0,
+    )
+    started = start_web(settings)
+    yield started
+    stop_web(started)
+
+
+def test_a_session_runs_on_the_node_over_tls(tls_web: Web, tls_compute: Server) -> None:
+    with tls_web.client() as client:
+        reply = client.post("/sessions", json={"name": "over-tls"})
+        assert reply.status_code == 201, reply.text
+        sid = reply.json()["id"]
+        try:
+            for code, expected in (("x <- 6L * 7L", None), ("x", "[1] 42")):
+                result = client.post(f"/sessions/{sid}/execute", json={"code": code}).json()
+                assert result["success"] is True, result
+                if expected:
+                    assert expected in result["consoleOutput"]
+            # a cancel's own connection goes over TLS with the client certificate too
+            outcome: dict[str, object] = {}
+
+            def long_run() -> None:
+                body = {"code": "Sys.sleep(30); 1"}
+                outcome["result"] = client.post(f"/sessions/{sid}/execute", json=body).json()
+
+            runner = threading.Thread(target=long_run)
+            runner.start()
+            deadline = time.monotonic() + 20
+            while True:
+                cancelled = client.post(f"/sessions/{sid}/cancel")
+                if cancelled.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)  # 409 until the execution runs
+            runner.join(30)
+            assert cancelled.status_code == 200, cancelled.text
+            assert outcome["result"]["success"] is False  # type: ignore[index]
+        finally:
+            client.delete(f"/sessions/{sid}")
+    assert "tls=yes" in tls_compute.log_text()
+    assert "tls=no" not in tls_compute.log_text()
+
+
+def test_a_published_service_is_called_on_the_node_over_tls(tls_web: Web) -> None:
+    name = f"tls-{uuid.uuid4().hex[:8]}"
+    with tls_web.client() as admin:
+        body = {
+            "code": "z <- x * 2",
+            "initCode": "factor <- 2",
+            "inputParameterDefinitions": [{"name": "x", "type": "numeric"}],
+            "outputParameterDefinitions": [{"name": "z", "type": "numeric"}],
+        }
+        assert admin.post(f"/services/{name}/1", json=body).status_code == 201
+        try:
+            reply = admin.post(f"/api/{name}/1", json={"x": 21})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["outputParameters"] == {"z": 42}
+            pools = admin.get(f"/services/{name}/1/pool").json()
+            assert [p["status"] for p in pools] == ["ready"], pools
+        finally:
+            admin.delete(f"/services/{name}/1")
+
+
+@pytest.mark.parametrize("wrong", ["no client certificate", "another CA's certificate"])
+def test_a_web_node_without_the_right_certificate_is_kept_out(
+    wrong: str, tls_compute: Server, pki: Pki, tmp_path: Path
+) -> None:
+    if wrong == "no client certificate":
+        node = tls_node(tls_compute, pki, tls_cert="", tls_key="")
+    else:
+        node = tls_node(
+            tls_compute, pki, tls_cert=str(pki.forged.cert), tls_key=str(pki.forged.key)
+        )
+    settings = settings_for(tls_compute, f"sqlite:///{tmp_path / 'web.db'}", compute_nodes=(node,))
+    web = start_web(settings)
+    try:
+        with web.client() as client:
+            reply = client.post("/sessions", json={"name": "refused"})
+            assert reply.status_code == 503, reply.text
+            deadline = time.monotonic() + 20
+            while (state := client.get("/computenodes").json()[0]["state"]) != "down":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+    finally:
+        stop_web(web)
+
+
+def test_registry_nodes_over_tls_with_compute_tls(
+    tls_compute: Server, pki: Pki, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        tls_compute,
+        f"sqlite:///{tmp_path / 'web.db'}",
+        compute_nodes=(),
+        compute_tls_registry=True,
+        compute_tls_ca=str(pki.server_ca.pem),
+        compute_tls_cert=str(pki.web.cert),
+        compute_tls_key=str(pki.web.key),
+    )
+    web = start_web(settings)
+    try:
+        with web.client() as admin:
+            body = {
+                "host": "127.0.0.1",
+                "port": tls_compute.port,
+                "user": COMPUTE_USER,
+                "password": COMPUTE_PASSWORD,
+                "poolMax": 8,
+            }
+            added = admin.post("/computenodes", json=body)
+            assert added.status_code == 201, added.text
+            assert added.json()["state"] == "healthy", added.json()
+            reply = admin.post("/sessions", json={"name": "registry-tls"})
+            assert reply.status_code == 201, reply.text
+            sid = reply.json()["id"]
+            result = admin.post(f"/sessions/{sid}/execute", json={"code": "1L + 1L"}).json()
+            assert result["success"] is True and "[1] 2" in result["consoleOutput"]
+            admin.delete(f"/sessions/{sid}")
+    finally:
+        stop_web(web)
+
+
+def test_the_contexts_are_made_once_per_set_of_files(tls_compute: Server, pki: Pki) -> None:
+    from rexec.web.compute import Compute, NodeState
+    from rexec.web.settings import WebSettings
+
+    first = tls_node(tls_compute, pki)
+    second = tls_node(tls_compute, pki, host="localhost", tls_server_name="localhost")
+    plain = ComputeNode(port=6311)
+    compute = Compute(WebSettings(compute_nodes=(first, second, plain)))
+    a, b, c = compute.nodes
+    assert compute.qap(a)["tls"] is compute.qap(b)["tls"] is compute.qap(a)["tls"]
+    assert compute.qap(b)["server_hostname"] == "localhost"
+    assert compute.qap(a)["server_hostname"] == "127.0.0.1"
+    assert "tls" not in compute.qap(c)
+    assert len(compute._contexts) == 1
+    registered = NodeState(plain, id=7)
+    assert "tls" not in compute.qap(registered)  # compute_tls.registry is off
+
+
+def test_tls_settings_from_web_toml(tmp_path: Path, pki: Pki) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for source, name in ((pki.server_ca.pem, "ca.pem"), (pki.web.cert, "web.pem")):
+        (certs / name).write_bytes(source.read_bytes())
+    (certs / "web.key").write_bytes(pki.web.key.read_bytes())
+    path = tmp_path / "web.toml"
+    path.write_text(
+        "[compute_tls]\nca = 'certs/ca.pem'\ncert = 'certs/web.pem'\nkey = 'certs/web.key'\n"
+        "registry = true\n\n[[compute]]\nhost = 'compute-1'\nport = 6312\ntls = true\n"
+        "tls_ca = 'certs/ca.pem'\ntls_server_name = 'compute-1.example'\n"
+    )
+    settings = load_web_settings(path)
+    (node,) = settings.compute_nodes
+    assert node.tls and node.tls_ca == str(certs / "ca.pem")
+    assert node.tls_server_name == "compute-1.example"
+    assert settings.compute_tls_cert == str(certs / "web.pem")
+    assert settings.compute_tls_key == str(certs / "web.key") and settings.compute_tls_registry
+    for table, message in (
+        ("tls_ca = 'certs/ca.pem'", "tls_ca without tls = true"),
+        ("tls = true\ntls_key = 'certs/web.key'", "tls_key without tls_cert"),
+        ("tls = true\ntls_ca = 'certs/missing.pem'", "cannot read"),
+    ):
+        path.write_text(f"[[compute]]\nport = 6312\n{table}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_web_settings(path)
+
+
+def test_unusable_certificate_files_stop_the_web_node(tmp_path: Path) -> None:
+    from rexec.web.compute import Compute
+    from rexec.web.settings import WebSettings
+
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="TLS files"):
+        Compute(WebSettings(compute_nodes=(ComputeNode(tls=True, tls_ca=str(bad)),)))
+    with pytest.raises(ConfigError, match="compute_tls"):
+        Compute(WebSettings(compute_nodes=(), compute_tls_registry=True, compute_tls_cert=str(bad)))
+
+
+def test_the_compute_node_is_unreachable_in_plain_qap(tls_compute: Server) -> None:
+    """What a web node without ``tls = true`` meets: no greeting on the TLS port."""
+    import rexec.client
+
+    with pytest.raises((rexec.client.ConnectionLost, TimeoutError, OSError)):
+        rexec.client.connect(port=tls_compute.port, timeout=3)
+    with pytest.raises(httpx.HTTPError):  # nor is it an HTTP server
+        httpx.get(f"http://127.0.0.1:{tls_compute.port}/", timeout=3)
