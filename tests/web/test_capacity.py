@@ -18,7 +18,7 @@ from rexec.cli.main import app
 from tests.web.conftest import ADMIN_PASSWORD
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-STAGES = ("web", "checkout", "r", "inputs", "outputs")
+STAGES = ("web", "checkout", "hop", "r", "inputs", "outputs")
 
 
 @pytest.fixture
@@ -63,13 +63,17 @@ def results(out: Path) -> dict:
 
 
 def check_level(level: dict, sleep_ms: float = 0.0) -> None:
-    """Every call answered; the stages are not negative and add up to the mean."""
+    """Every call answered; the stages are not negative and add up to the mean; the
+    web → compute hop is a stage of its own, R's time is R's (close to its Sys.sleep)."""
     assert level["requests"] > 0 and level["errors"] == 0, level
     stages, latency = level["stages_ms"], level["latency_ms"]
     assert set(stages) == set(STAGES)
     assert all(stages[k] >= 0 for k in STAGES), stages
+    assert stages["hop"] > 0, stages  # the wire and QAP both ways take some time
     assert stages["r"] >= sleep_ms, stages  # Sys.sleep runs in R
-    server = sum(stages[k] for k in ("checkout", "r", "inputs", "outputs"))
+    if sleep_ms:  # and the hop is not in it: R's time is the sleep and a little
+        assert stages["r"] < sleep_ms + 40, stages
+    server = sum(stages[k] for k in ("checkout", "hop", "r", "inputs", "outputs"))
     assert server <= latency["mean"] + 1e-9
     assert sum(stages.values()) <= latency["mean"] * (1 + 1e-9)
     assert sum(stages.values()) == pytest.approx(latency["mean"])
@@ -215,6 +219,25 @@ def test_bad_options(run) -> None:
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
 
 
+def test_r_is_r_s_own_time_and_the_hop_the_rest_of_the_round_trip(services_web) -> None:
+    """A service that sleeps 0.25 s in R: ``r`` is about that (R timed itself), not the
+    round trip; ``hop`` (round trip less R) is small and never negative."""
+    name = f"cap-{uuid.uuid4().hex[:8]}"
+    with services_web.client() as admin:
+        body = {"code": "Sys.sleep(0.25); z <- 1", "outputParameterDefinitions": [
+            {"name": "z", "type": "numeric"}]}  # fmt: skip
+        assert admin.post(f"/services/{name}/1", json=body).status_code == 201
+        try:
+            for _ in range(3):
+                reply = admin.post(f"/api/{name}/1", json={})
+                assert reply.status_code == 200 and reply.json()["success"], reply.text
+                stages = capacity_module.parse_server_timing(reply.headers["server-timing"])
+                assert 250 <= stages["r"] < 250 + 40, stages
+                assert 0 < stages["hop"] < 100, stages
+        finally:
+            admin.delete(f"/services/{name}/1")
+
+
 def test_server_timing_parsing_and_quantiles() -> None:
     parse = capacity_module.parse_server_timing
     assert parse('inputs;dur=0.125, checkout;dur=1, r;desc="R";dur=20.5,outputs;dur=0') == {
@@ -242,7 +265,7 @@ def test_the_web_node_answers_server_timing(services_web) -> None:
             reply = admin.post(f"/api/{name}/1", json={})
             assert reply.status_code == 200
             stages = capacity_module.parse_server_timing(reply.headers["server-timing"])
-            assert set(stages) == {"inputs", "checkout", "r", "outputs"}
+            assert set(stages) == {"inputs", "checkout", "hop", "r", "outputs"}
             assert all(v >= 0 for v in stages.values())
             assert re.fullmatch(
                 r"[a-z]+;dur=[0-9.]+(, [a-z]+;dur=[0-9.]+)*", reply.headers["server-timing"]

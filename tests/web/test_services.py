@@ -608,7 +608,7 @@ def test_a_call_says_where_its_time_went(cars, admin) -> None:
         (part.split(";dur=")[0].strip(), float(part.split(";dur=")[1]))
         for part in reply.headers["server-timing"].split(",")
     )
-    assert set(stages) == {"inputs", "checkout", "r", "outputs"}
+    assert set(stages) == {"inputs", "checkout", "hop", "r", "outputs"}
     assert all(v >= 0 for v in stages.values()) and stages["r"] > 0
 
 

@@ -10,8 +10,10 @@ its own HTTP connection, so N requests are in flight), for ``--duration`` second
 - ``--strategy thread`` runs every level up to ``--max-threads``.
 
 Every call's client-observed latency is split with the web node's ``Server-Timing``
-header (``inputs``, ``checkout``, ``r``, ``outputs``); what is left is the web node's
-own share (HTTP, authentication, routing, JSON) plus the client and the loopback.
+header (``inputs``, ``checkout``, ``hop``, ``r``, ``outputs``: ``r`` is R's own time in
+the call, ``hop`` the rest of the web node's QAP round trip to the compute node); what
+is left is the web node's own share (HTTP, authentication, routing, JSON) plus the
+client and the loopback.
 Without a service name, a small ``lm`` predict service is published for the run and
 deleted afterwards (``--sleep`` adds R time to each call).
 """
@@ -60,13 +62,16 @@ if TYPE_CHECKING:
 
 #: The stages of a call, bottom to top in the chart: key, label, colour.
 STAGES: tuple[tuple[str, str, str], ...] = (
-    ("r", "R and the wire (QAP round trip)", "tab:blue"),
-    ("checkout", "checkout (web → compute, a shell)", "tab:orange"),
+    ("r", "R execution (R's own time)", "tab:blue"),
+    ("hop", "web → compute hop (QAP)", "tab:cyan"),
+    ("checkout", "shell checkout", "tab:orange"),
     ("inputs", "inputs (JSON → R)", "tab:green"),
-    ("outputs", "outputs (R → JSON answer)", "tab:red"),
-    ("web", "web node, client, HTTP (the rest)", "tab:gray"),
+    ("outputs", "response (R → JSON)", "tab:red"),
+    ("web", "web node, client, HTTP", "tab:gray"),
 )
-SERVER_STAGES = ("inputs", "checkout", "r", "outputs")
+SERVER_STAGES = ("inputs", "checkout", "hop", "r", "outputs")
+#: The stages in the table and the CSV, in this order.
+TABLE_STAGES = ("web", "checkout", "hop", "r", "inputs", "outputs")
 
 GENERATED_INIT = (
     "set.seed(1)\n"
@@ -348,11 +353,7 @@ def results_table(levels: list[Level], percentile: float, limit_ms: float) -> Ta
         f"{key} ms",
         "p99 ms",
         "max ms",
-        "web",
-        "checkout",
-        "r",
-        "inputs",
-        "outputs",
+        *TABLE_STAGES,
         "within",
     ]
     if key in ("p50", "p99"):
@@ -371,7 +372,7 @@ def results_table(levels: list[Level], percentile: float, limit_ms: float) -> Ta
             _ms(lat[key]),
             _ms(lat["p99"]),
             _ms(lat["max"]),
-            *(_ms(level.stages[k]) for k in ("web", "checkout", "r", "inputs", "outputs")),
+            *(_ms(level.stages[k]) for k in TABLE_STAGES),
             "[red]no[/red]" if level.over_limit else "yes",
         ]
         if key in ("p50", "p99"):
@@ -380,7 +381,7 @@ def results_table(levels: list[Level], percentile: float, limit_ms: float) -> Ta
     return table
 
 
-CSV_STAGES = ("web", "checkout", "r", "inputs", "outputs")
+CSV_STAGES = TABLE_STAGES
 
 
 def write_csv(path: Path, levels: list[Level], percentile: float) -> None:
@@ -468,7 +469,7 @@ def write_chart(
         labels + more_labels,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.12),
-        ncol=4,
+        ncol=3,
         fontsize="small",
         frameon=False,
     )
@@ -755,10 +756,15 @@ def _measure(
         first = caller.call(http)
     if not first.ok:
         raise _fail(f"a call to {name} {version} failed: {first.status}: {first.error}")
-    if not set(SERVER_STAGES) <= set(first.stages):
+    if not {"inputs", "checkout", "r", "outputs"} <= set(first.stages):
         console.print(
             "[yellow]the web node sends no Server-Timing stages: "
             "the whole latency counts as 'web'[/yellow]"
+        )
+    elif "hop" not in first.stages:
+        console.print(
+            "[yellow]no 'hop' stage (a web node, or a service pool, from before R timed "
+            "its own calls): 'r' is the whole QAP round trip[/yellow]"
         )
     key = percentile_key(percentile)
     bars = Progress(

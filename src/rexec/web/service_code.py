@@ -15,6 +15,9 @@ with printed output and messages captured in memory (no sink file, no plot devic
 an elapsed-time limit. Afterwards the working directory, ``options()``, the random
 number generator's state, the search path and the global environment's set of names are
 put back. docs/services.md says exactly what can still leak from one call to the next.
+The answer carries ``elapsed``: the seconds R spent in the call, from its first line to
+its answer (the web node's ``Server-Timing`` tells this ``r`` from the ``hop``: the rest
+of the QAP round trip).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ local({
   }
 
   rexec_service_call <- function(code, inputs, outputs, output_files, timeout) {
+    clock <- Sys.time()  # microseconds (proc.time() counts milliseconds)
     if (is.null(base$started)) {  # this shell's first call: its own seed (set at fork)
       base$started <- TRUE
       if (!exists(".Random.seed", envir = globalenv(), inherits = FALSE)) stats::runif(1)
@@ -125,7 +129,8 @@ local({
     console <- paste(output, collapse = "\n")
     Encoding(console) <- "UTF-8"
     list(success = ok, error = error, timedOut = timed_out, console = console,
-         found = unname(found), values = values, files = saved)
+         found = unname(found), values = values, files = saved,
+         elapsed = as.numeric(difftime(Sys.time(), clock, units = "secs")))
   }
 
   # Byte-compiled here, once, in the template: R's JIT would otherwise compile them in

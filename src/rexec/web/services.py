@@ -868,8 +868,10 @@ class Services:
     ) -> dict[str, Any]:
         """Run one call; the answer's JSON. Raises ApiError 400 (inputs) or CallFailed
         (502 shell died, 503 no shell, 504 timed out, 499 cancelled). ``timings`` gets
-        the seconds spent per stage: inputs, checkout (a shell's connection), r (the QAP
-        round trip: the call in R, both ways on the wire), outputs."""
+        the seconds spent per stage: inputs, checkout (a shell's connection), hop (the
+        QAP round trip less R's time: both ways on the wire, encoding and decoding, the
+        compute node's relay), r (R's own time in the call, as R measured it), outputs.
+        A pool whose template predates R's own timing gives no hop: r is the round trip."""
         clock = time.perf_counter
         started = clock()
         try:
@@ -886,12 +888,15 @@ class Services:
             held.calls += 1
             answer, reusable = self._answer(defn, raw)
             if timings is not None:
-                timings.update(
-                    inputs=converted - started,
-                    checkout=checked_out - converted,
-                    r=ran - checked_out,
-                    outputs=clock() - ran,
-                )
+                round_trip = ran - checked_out
+                in_r = _r_seconds(raw)
+                timings.update(inputs=converted - started, checkout=checked_out - converted)
+                if in_r is None:
+                    timings["r"] = round_trip
+                else:
+                    in_r = min(max(in_r, 0.0), round_trip)  # R's clock is not ours
+                    timings.update(hop=round_trip - in_r, r=in_r)
+                timings["outputs"] = clock() - ran
             return answer
         finally:
             self._checkin(defn, lane, held, reusable)
@@ -997,6 +1002,15 @@ class Services:
         self._lanes.clear()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _r_seconds(raw: Sexp) -> float | None:
+    """The seconds R says it spent in a call (its answer's ``elapsed``), or None."""
+    value = _named(raw).get("elapsed")
+    if value is None:
+        return None
+    seconds = conv.to_python(value)
+    return float(seconds) if isinstance(seconds, int | float) else None
 
 
 def _named(s: Sexp) -> dict[str, Sexp]:
