@@ -409,3 +409,24 @@ def test_web_registration_token_settings(tmp_path: Path) -> None:
     )
     assert reply.status_code == 404, reply.text
     assert json.loads(reply.text)["message"].startswith("compute nodes do not register")
+
+
+def test_a_tls_only_node_registers_its_tls_port(tmp_path: Path) -> None:
+    """With tls.only the plain server.port is not listened on: the web nodes are given
+    tls.port (which [compute_tls] registry = true then reaches over TLS)."""
+    from rexec.compute.supervisor.register import Registration
+    from rexec.config import Config
+
+    token = tmp_path / "token"
+    token.write_text("a-registration-token-of-some-length\n")
+    base = {"register.url": "http://127.0.0.1:9", "register.token_file": str(token)}
+    plain = Registration(Config({**base, "server.port": 6311}), _no_pool_max)
+    assert plain.port == 6311
+    only = Registration(
+        Config({**base, "server.port": 6311, "tls.port": 6312, "tls.only": True}), _no_pool_max
+    )
+    assert only.port == 6312
+
+
+async def _no_pool_max() -> int | None:
+    return None

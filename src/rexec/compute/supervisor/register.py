@@ -104,7 +104,8 @@ class Registration:
         self.pool_max = pool_max
         self.urls = urls_of(config)
         self.host = config["register.host"] or socket.gethostname()
-        self.port = config["server.port"]
+        #: The port web nodes reach: the TLS port when the node serves TLS only.
+        self.port = config["tls.port"] if config["tls.only"] else config["server.port"]
         #: The registry's answer to the last registration that went through.
         self.last: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
