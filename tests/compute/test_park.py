@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from rexec.client import ClientError, SessionGone, aattach, aconnect
+from rexec.client import ClientError, SessionGone, _core, aattach, aconnect
 from rexec.client._async import apool_status
 from rexec.protocol import Cmd, Err, bytes_param, string_param
 from tests.compute.test_auth import users as users  # a fixture
@@ -127,5 +127,37 @@ def test_parking_a_session_of_a_node_without_users_file_needs_only_the_key(
         assert await again.eval("y") == "kept"
         assert time.monotonic() - started < 5
         await again.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_resumed_session_is_taken_over_by_another_connection_with_its_key(
+    rexec_factory, users
+) -> None:
+    """Web nodes keep a resumed session's connection; another web node's attachSession
+    with the same key takes the session over between requests (the first connection
+    is closed), and a connection that dies parks the session again."""
+    server = _server(rexec_factory, users)
+
+    async def scenario() -> None:
+        login = {"user": "alice", "password": "s3cret"}
+        first = await aconnect(port=server.port, **login)
+        await first.void_eval("n <- 1")
+        key = await first.park(60)
+        a = await aattach("127.0.0.1", server.port, key, **login)
+        assert await a.eval("n <- n + 1") == 2
+        b = await aattach("127.0.0.1", server.port, key, **login)  # takes it over
+        assert await b.eval("n <- n + 1") == 3
+        with pytest.raises(ClientError):  # the old connection was closed by the shell
+            await a.eval("n")
+        await b.close()  # the client goes away: the session waits again, same key
+        c = await aattach("127.0.0.1", server.port, key, **login)
+        assert await c.eval("n") == 3
+        status = await apool_status(port=server.port, **login)
+        assert status["pools"][""]["parked"] == 1
+        await c._run(_core.park_op(0))  # a timeout of 0 ends the session
+        await c.close()
+        with pytest.raises(SessionGone):
+            await aattach("127.0.0.1", server.port, key, **login)
 
     asyncio.run(scenario())

@@ -198,6 +198,20 @@ class AsyncConnection:
         finally:
             await self.close()
 
+    async def end_session(self) -> None:
+        """End a parked-once (resumable) session and close the connection; a plain
+        close would leave it parked, waiting to be resumed."""
+        try:
+            await self._run(_core.end_session_op())
+        finally:
+            await self.close()
+
+    @property
+    def stale(self) -> bool:
+        """True when the server has closed this connection (a takeover, an idle
+        timeout), as far as this event loop has seen."""
+        return self._reader is None or self._reader.at_eof()
+
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
@@ -252,9 +266,10 @@ async def aattach(
     ``pid``: its shell's process id, if known, for :meth:`AsyncConnection.cancel`.
     Raises :class:`SessionGone` when no session is parked under ``key``."""
     connection = AsyncConnection(host, port, timeout, tls=tls, server_hostname=server_hostname)
-    await connection._open(user, password, fetch_pid=False)
+    await connection._open(None, None, fetch_pid=False)
+    login = (user, password or "") if user is not None else None
     try:
-        await connection._run(_core.attach_op(key))
+        await connection._run(_core.attach_op(key, login))
     except BaseException:
         await connection.close()
         raise

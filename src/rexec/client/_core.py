@@ -237,9 +237,29 @@ def park_op(timeout: float) -> Operation:
     return bytes(params[1].value)
 
 
-def attach_op(key: bytes) -> Operation:
-    """Resume a parked session on this (fresh, logged-in) connection."""
-    frame = yield request(Cmd.ATTACH_SESSION, [bytes_param(key)])
+def end_session_op() -> Operation:
+    """End a resumable session for good (detachSession with a timeout of 0): closing its
+    connection would only park it again."""
+    frame = yield request(Cmd.DETACH_SESSION, [int_param(0)])
+    status = _status(frame)
+    if status is not None:
+        raise ClientError(f"ending the session refused: status {status:#x}")
+
+
+def attach_op(key: bytes, login: tuple[str, str] | None = None) -> Operation:
+    """Resume a parked session on this fresh connection; with ``login``, the login and
+    the attachSession go out together (one round trip: the server answers in order)."""
+    attach = request(Cmd.ATTACH_SESSION, [bytes_param(key)])
+    if login is not None:
+        frame = yield [*request(Cmd.LOGIN, [string_param(f"{login[0]}\n{login[1]}")]), *attach]
+        status = _status(frame)
+        if status is not None:
+            raise ClientError(
+                "login failed" if status == Err.AUTH_FAILED else f"login refused: {status:#x}"
+            )
+        frame = yield []
+    else:
+        frame = yield attach
     status = _status(frame)
     if status is not None:
         raise SessionGone(f"no parked session with that key ({_message(frame) or hex(status)})")

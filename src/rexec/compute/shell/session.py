@@ -59,6 +59,14 @@ _DIRECT_ASSIGN = 1 << 20
 _SERIALIZED = frozenset({Cmd.SER_EVAL, Cmd.SER_EEVAL, Cmd.SER_ASSIGN})
 
 
+class Ended(Closed):
+    """The session ends for good (a park that ran out, an explicit end): never reparked."""
+
+
+class Resumed(Exception):
+    """Another connection took the session over between requests."""
+
+
 class Session:
     def __init__(self, sock: socket.socket, shell: RShell, channel: Channel, config: Config):
         self.sock = sock
@@ -74,6 +82,9 @@ class Session:
         self.log_commands = config["log.commands"]
         self.name = ""  # the session id the server gave this connection
         self.console = ConsoleStream(lambda value: self._out_of_band(value, 0, False))
+        #: Parked once (rexec): attachSession may take it over, a lost connection parks it.
+        self.resumable = False
+        self.park_seconds = 0.0
         self.peer = ""  # the client's address, as the supervisor accepted it
         self.draining = False
         self.outcome = "closed-by-client"
@@ -122,7 +133,13 @@ class Session:
             self.shell.set_oob_handler(self._out_of_band)
         try:
             while True:
-                self.step()
+                try:
+                    self.step()
+                except Resumed:
+                    continue
+                except Closed as exc:  # TruncatedHeader and IdleTimeout too
+                    if not self._repark(exc):
+                        raise
         except TruncatedHeader:
             self.outcome = "truncated-header"
             with contextlib.suppress(Closed):
@@ -152,6 +169,8 @@ class Session:
         if self.draining:
             raise Closed
         self.limits.waiting()
+        if self.resumable:
+            self._between_requests()
         header = self.wire.read_header()
         self.waiting = False
         cmd, length = header.cmd, header.length
@@ -467,12 +486,22 @@ class Session:
         return framing.ok()
 
     def _park(self, seconds: float) -> list[Any]:
-        """rexec's parked session (detachSession with a timeout in seconds): the reply
-        carries port 0 and a key the supervisor made; the connection closes and the
-        session waits for the supervisor to hand it the connection of whoever sends
-        attachSession with that key to the server's own port (through TLS and its
-        login, from any address), within min(timeout, ``session.park_timeout``). The
-        new connection's first reply is an empty RESP_OK, as after Rserve's re-attach."""
+        """rexec's parked session (detachSession with a timeout in seconds; 0 ends the
+        session). The reply carries port 0 and a key the supervisor made; the
+        connection closes and the session waits, within min(timeout,
+        ``session.park_timeout``), for the supervisor to hand it the connection of
+        whoever sends attachSession with that key to the server's own port (through
+        TLS and its login, from any address); that connection's first reply is an
+        empty RESP_OK, as after Rserve's re-attach.
+
+        From then on the session is *resumable*: the key stays good while it is
+        attached, so attachSession from another connection takes it over between
+        requests (the current connection is closed), and a connection that goes away
+        (its client died, or left) parks the session again instead of ending it."""
+        if seconds <= 0:
+            self.resumable = False
+            self._send(framing.ok())
+            raise Ended
         reply = self.channel.request({"op": "park"})
         if not reply.get("ok"):
             raise ProtocolError("this session may not be parked", Err.DETACH_FAILED)
@@ -480,21 +509,60 @@ class Session:
         chunks, _ = encode_params([int_param(0), bytes_param(key)])
         self._send(framing.ok(chunks))
         self.sock.close()
+        self.park_seconds = max(0.0, min(seconds, self.config["session.park_timeout"]))
+        self.resumable = True
+        self._wait_for_resume()
+        return framing.ok()
+
+    def _wait_for_resume(self) -> None:
+        """Parked: wait for the supervisor's ``resume`` (or end the session)."""
         self.limits.pause()
-        timeout = max(0.0, min(seconds, self.config["session.park_timeout"]))
-        log.info("session parked for up to %.0fs", timeout)
-        ready, _, _ = select.select([self.channel.sock], [], [], timeout)
-        message, fds = self.channel.receive() if ready else (None, [])
+        log.info("session parked for up to %.0fs", self.park_seconds)
+        ready, _, _ = select.select([self.channel.sock], [], [], self.park_seconds)
+        if not ready or not self._take_over():
+            log.info("parked session not resumed within %.0fs; ending it", self.park_seconds)
+            raise Ended
+
+    def _take_over(self) -> bool:
+        """Serve the connection a ``resume`` message brings (False: none came)."""
+        message, fds = self.channel.receive()
         if message is None or message.get("op") != "resume" or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
-            log.info("parked session not resumed within %.0fs; ending it", timeout)
-            raise Closed
+            return False
         self.peer, self.name = message["peer"], message["session"]
         self.attach(socket.socket(fileno=fds[0]))
         self.sock.settimeout(None)
         log.info("session resumed")
-        return framing.ok()
+        return True
+
+    def _between_requests(self) -> None:
+        """A resumable session waits for its client's next request or for a takeover
+        (attachSession from another connection, passed on by the supervisor): then the
+        old connection closes and the new one gets attachSession's RESP_OK."""
+        if self.wire.buffered:
+            return
+        ready, _, _ = select.select([self.sock, self.channel.sock], [], [])
+        if self.channel.sock in ready:
+            old = self.sock
+            if not self._take_over():
+                raise Ended  # the supervisor went away
+            with contextlib.suppress(OSError):
+                old.close()
+            self._send(framing.ok())
+            raise Resumed
+
+    def _repark(self, reason: Exception) -> bool:
+        """A resumable session's connection went away: wait to be resumed again (its
+        key still good, the supervisor's record unchanged); False when it is to end."""
+        if not self.resumable or self.draining or isinstance(reason, Ended):
+            return False
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        log.info("session %s: its connection went away (%s)", self.name, type(reason).__name__)
+        self._wait_for_resume()
+        self._send(framing.ok())
+        return True
 
     def detached_void_eval(self, payload: memoryview) -> list[Any]:
         params = self._params(payload)

@@ -81,7 +81,8 @@ class Worker:
 @dataclass(eq=False)
 class Shell(Worker):
     state: str = "starting"  # starting -> idle [-> claiming] -> busy [-> detached|parked] -> gone
-    #: A parked session's key (sha256 of it): attachSession with the key resumes it.
+    #: A parked session's key (sha256 of it): attachSession with the key resumes it, or
+    #: takes it over while attached (web nodes), until the session ends.
     park_digest: bytes = b""
     tempdir: str = ""
     session: str = ""
@@ -104,7 +105,8 @@ class PoolStats:
     failed: int
     max: int
     detached: int = 0
-    #: Sessions parked between requests (counted in ``busy``: they hold their shells).
+    #: Resumable sessions (parked once by detachSession with a timeout; counted in
+    #: ``busy``: they hold their shells), attached now or not.
     parked: int = 0
 
 
@@ -201,7 +203,7 @@ class Pool:
             self._failed,
             self.config["pool.max"],
             self._detached(),
-            sum(1 for s in self.shells if s.state == "parked"),
+            sum(1 for s in self.shells if s.state in ("parked", "busy") and s.park_digest),
         )
 
     def _detached(self) -> int:
@@ -314,16 +316,22 @@ class Pool:
         return key
 
     def parked_shell(self, key: bytes) -> Shell | None:
-        """The parked shell whose key is ``key``, or None."""
+        """The shell whose session ``key`` resumes: parked, or resumable and attached
+        (attachSession then takes it over), or None."""
         digest = hashlib.sha256(key).digest()
         for shell in self.shells:
-            if shell.state == "parked" and hmac.compare_digest(shell.park_digest, digest):
+            if (
+                shell.state in ("parked", "busy")
+                and shell.park_digest
+                and hmac.compare_digest(shell.park_digest, digest)
+            ):
                 return shell
         return None
 
     def resume(self, shell: Shell, client: socket.socket, session: str, peer: str) -> None:
-        """Pass a new connection to a parked shell (it answers attachSession itself)."""
-        shell.state, shell.park_digest = "busy", b""
+        """Pass a new connection to a parked or resumable shell (it answers attachSession
+        itself, and closes the connection it had); the key stays good."""
+        shell.state = "busy"
         shell.session, shell.peer = session, peer
         try:
             shell.send({"op": "resume", "session": session, "peer": peer}, [client.fileno()])
