@@ -218,12 +218,25 @@ def test_a_partitioned_compute_node_is_down_then_healthy_and_takes_sessions_agai
     finally:
         island.heal()
     back = cluster.wait_state(island, "healthy", timeout=10)
+    # its sessions were declared gone: their shells, still parked there, are ended
+    deadline = time.monotonic() + 20
+    while (parked := island_parked(cluster, island)) != 0:
+        assert time.monotonic() < deadline, f"{parked} shells left parked on the healed node"
+        time.sleep(0.5)
     fresh = [sessions.open(web[i % 2]) for i in range(6)]
     landed = Counter(sessions.node(s) for s in fresh)
     assert landed[cluster.node_name(island)] >= 1, landed
     for session in fresh:
         assert sessions.value(session, HERE) == address(sessions.node(session))
     print(f"partition: down after {took:.1f} s, healthy {back:.1f} s after the heal; {landed}")
+
+
+def island_parked(cluster: Cluster, host: Host) -> int | None:
+    """The node's resumable sessions, as a web node's last check of it saw them."""
+    with cluster.client(cluster.web[0]) as admin:
+        nodes = admin.get("/computenodes").json()
+    entry = next(n for n in nodes if n["name"] == cluster.node_name(host))
+    return entry["pools"].get("", {}).get("parked")
 
 
 def test_fifty_clients_through_both_web_nodes_every_call_answered(

@@ -95,6 +95,7 @@ def create_app(settings: WebSettings | None = None, node: WebNode | None = None)
         await asyncio.to_thread(node.heartbeat.start)  # SQLite: refused if another is alive
         node.services.peers = lambda: node.heartbeat.alive  # they share service shells
         node.compute.on_down.append(node.sessions.node_down)
+        node.compute.on_up.append(node.sessions.node_back)
         await node.registry.refresh()  # registered nodes are known before any request
         loops = [
             asyncio.ensure_future(node.heartbeat.keep_beating()),

@@ -95,6 +95,8 @@ class Compute:
     #: are ended, so requests in flight on it answer 410 instead of hanging (a
     #: partitioned node's connections see no end of stream).
     on_down: list[Any] = field(default_factory=list)
+    #: Called with a node a check finds up again after it was down.
+    on_up: list[Any] = field(default_factory=list)
     #: Client TLS contexts by (CA, certificate, key) file: loaded once, shared.
     _contexts: dict[tuple[str, str, str], ssl.SSLContext] = field(default_factory=dict)
 
@@ -221,11 +223,15 @@ class Compute:
                 for callback in self.on_down:
                     await callback(node)
         else:
-            if node.reachable is False:
+            back = node.reachable is False
+            if back:
                 log.info("compute node %s is back", config.name)
             node.reachable, node.last_error = True, ""
             node.pools = status.get("pools", {})
             node.opened_since_check = 0
+            if back:
+                for callback in self.on_up:
+                    await callback(node)
         node.checked_at = time.monotonic()
 
     def status(self) -> list[dict[str, Any]]:

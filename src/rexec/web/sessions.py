@@ -1,20 +1,24 @@
 """Sessions: each web session is one R shell on a compute node, reachable from any web node.
 
 The database holds everything about a session: its record and history, its compute
-node, and where its shell waits between requests — parked on that node (rexec's
-detachSession with a timeout) under a key only the database knows. A request on any web
-node takes a lease on the session (a conditional update: one request at a time, 409
-otherwise), resumes the shell with the key (attachSession on the node's own port, after
-the node's login), does its work, parks the shell again and stores the new key. So a
-web node holds no session state: killing one loses nothing but the requests it was
-serving, and sessions need no sticky load balancing.
+node, and the key that resumes its shell — parked on that node at open (rexec's
+detachSession with a timeout) and from then on *resumable*: attachSession with the key
+on the node's own port (after the node's login) gets the shell, whether it is waiting
+parked or attached to another web node's connection (which it then closes, between
+requests), and a connection that goes away parks it again.
 
-A lease ends with its request, or when its web node's heartbeat goes stale (it died
-mid-request: then its shell ended with the connection, and the session answers 410).
-Console output arrives as the shell's OOB messages while an execution runs; the web
-node running it keeps it in memory for its own readers and writes it to the record
-every ``CONSOLE_FLUSH`` seconds for readers on other web nodes. A session idle longer
-than ``session_idle_timeout`` is closed by whichever web node's reaper finds it first.
+A request on any web node takes a lease on the session (a conditional update: one
+request at a time, 409 otherwise), uses the connection it kept from the session's last
+request here — or resumes the shell with the key — and ends the lease, keeping the
+connection. So a web node holds no state another needs: killing one closes its
+connections, which parks their sessions for the others; sessions need no sticky load
+balancing, and consecutive requests on one web node cost no extra round trip.
+
+A lease ends with its request, or when its web node's heartbeat goes stale. Console
+output arrives as the shell's OOB messages while an execution runs; the web node running
+it keeps it in memory for its own readers and writes it to the record every
+``CONSOLE_FLUSH`` seconds for readers on other web nodes. A session idle longer than
+``session_idle_timeout`` is closed by whichever web node's reaper finds it first.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,6 +53,10 @@ CONSOLE_LIMIT = 1 << 20
 CONSOLE_FLUSH = 0.25
 #: A parked shell outlives the idle timeout by this much (the reaper closes it first).
 PARK_SLACK = 300.0
+#: How long shells of sessions declared gone with their node are sought once it is back.
+GONE_RETRY = 60.0
+#: Most connections a web node keeps open to sessions between their requests.
+CACHED_MAX = 512
 
 
 @dataclass(slots=True)
@@ -100,6 +109,10 @@ class Sessions:
         self.attached: dict[str, tuple[AsyncConnection, NodeState]] = {}
         #: Executions this web node runs now, by session id.
         self.running: dict[str, Running] = {}
+        #: Connections kept from earlier requests (the shells stay resumable: another
+        #: web node's attachSession takes a session over; closing one parks it).
+        self.cached: dict[str, tuple[AsyncConnection, NodeState]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifetime
     async def open(self, user: Principal, name: str, snapshot_id: str | None) -> RSession:
@@ -125,9 +138,16 @@ class Sessions:
             raise ApiError(503, f"could not prepare an R session: {exc}") from exc
         finally:
             self.compute.release(node)
-        await asyncio.to_thread(self._release, row.id, key, None)
+        await asyncio.to_thread(self._parked, row.id, key)
         log.info("session %s opened for %s on %s", row.id, user.username, node.config.name)
         return row
+
+    def _parked(self, session_id: str, key: bytes) -> None:
+        """The new session is parked under ``key`` (good until the session ends)."""
+        with self.db.session() as db:
+            row = db.get(RSession, session_id)
+            if row is not None:
+                row.park_key, row.holder, row.last_active = key.hex(), None, utcnow()
 
     @property
     def _park_seconds(self) -> float:
@@ -150,20 +170,28 @@ class Sessions:
         return row
 
     async def close(self, session_id: str, state: str | None = None) -> None:
-        """End the session: its shell (resumed, then closed), then the record — deleted,
-        or with ``state`` kept and marked so. A session another web node is using is
-        marked, and that node ends it when its request is done."""
+        """End the session: its shell, then the record — deleted, or with ``state`` kept
+        and marked so. A session a request is using (here or on another web node) is
+        marked first and its execution interrupted; that request's web node ends the
+        shell when it is done."""
         row = await asyncio.to_thread(self._get, session_id)
         if row is None:
             return
-        attached = self.attached.get(session_id)
-        if attached is not None:  # a request of ours runs on it: it sees the end
-            await attached[0].close()
-        elif row.state == "active" and await asyncio.to_thread(self._claim, session_id):
-            with contextlib.suppress(ApiError):  # gone or unreachable: it times out there
-                connection = await self._resume(row)
-                await connection.close()  # a resumed connection that closes ends the shell
+        if row.state == "active" and await asyncio.to_thread(self._claim, session_id):
+            with contextlib.suppress(ApiError, ClientError, OSError, TimeoutError):
+                connection = self._take_cached(session_id) or await self._resume(row)
+                await connection.end_session()
+            await asyncio.to_thread(self._mark, session_id, state)
+            return
         await asyncio.to_thread(self._mark, session_id, state)
+        node = self._node(row.node)
+        if row.state == "active" and row.pid and node is not None:
+            from rexec.client._async import acancel
+
+            with contextlib.suppress(ClientError, OSError, TimeoutError):
+                await acancel(
+                    row.pid, timeout=self.compute.settings.connect_timeout, **self.compute.qap(node)
+                )
 
     def _get(self, session_id: str) -> RSession | None:
         with self.db.session() as db:
@@ -185,6 +213,10 @@ class Sessions:
             if where is node:
                 log.warning("session %s: its compute node %s is down", session_id, node.config.name)
                 await connection.close()
+        for session_id, (connection, where) in list(self.cached.items()):
+            if where is node:
+                del self.cached[session_id]
+                await connection.close()
         count = await asyncio.to_thread(self._node_gone, node.config.name)
         if count:
             log.warning("%d sessions on compute node %s are gone", count, node.config.name)
@@ -194,16 +226,67 @@ class Sessions:
             result = db.execute(
                 update(RSession)
                 .where(RSession.node == name, RSession.state == "active")
-                .values(state="gone", park_key=None, holder=None, running=None)
+                .values(state="gone", holder=None, running=None)
             )
             return int(result.rowcount or 0)
 
+    async def node_back(self, node: NodeState) -> None:
+        """A compute node is reachable again (a partition healed): the shells of the
+        sessions declared gone meanwhile may still be there (parked, or finishing what
+        they ran); they are ended in the background, retried for a minute (a shell
+        busy in R answers its takeover only when it is done)."""
+        keys = await asyncio.to_thread(self._gone_keys, node.config.name)
+        if keys:
+            task = asyncio.ensure_future(self._end_gone(node, dict(keys)))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _end_gone(self, node: NodeState, keys: dict[str, str]) -> None:
+        deadline = time.monotonic() + GONE_RETRY
+        ended: list[str] = []
+        while keys and time.monotonic() < deadline and node.state != "down":
+            for session_id, key in list(keys.items()):
+                try:
+                    connection = await rexec.client.aattach(
+                        key=bytes.fromhex(key),
+                        timeout=self.compute.settings.connect_timeout,
+                        **self.compute.qap(node),
+                    )
+                    await connection.end_session()
+                    log.info(
+                        "session %s: its shell, left while its node was down, ended", session_id
+                    )
+                except SessionGone:
+                    pass
+                except (ClientError, OSError, TimeoutError):
+                    continue  # busy in R still, or unreachable: again soon
+                ended.append(session_id)
+                del keys[session_id]
+            if keys:
+                await asyncio.sleep(2)
+        if ended:
+            await asyncio.to_thread(self._forget_keys, ended)
+
+    def _gone_keys(self, name: str) -> list[tuple[str, str]]:
+        with self.db.session() as db:
+            query = select(RSession.id, RSession.park_key).where(
+                RSession.node == name, RSession.state == "gone", RSession.park_key.is_not(None)
+            )
+            return [(row[0], row[1]) for row in db.execute(query).all()]
+
+    def _forget_keys(self, session_ids: list[str]) -> None:
+        with self.db.session() as db:
+            db.execute(update(RSession).where(RSession.id.in_(session_ids)).values(park_key=None))
+
     async def close_all(self) -> None:
-        """This web node stops: requests of its own still running lose their sessions
-        (their connections close); every other session stays for the other web nodes."""
-        for session_id, (connection, _node) in list(self.attached.items()):
-            await connection.close()
-            await asyncio.to_thread(self._mark, session_id, "gone")
+        """This web node stops: the connections it kept close, which parks their
+        sessions for the other web nodes (nothing is lost)."""
+        for _connection, _node in list(self.cached.values()):
+            await _connection.close()
+        self.cached.clear()
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
 
     async def reap(self, interval: float = 30.0) -> None:
         """Close sessions idle for longer than the timeout (runs until cancelled)."""
@@ -237,8 +320,9 @@ class Sessions:
         """Take the session's lease (one conditional update); False if another holds it."""
         return self._claim_row(session_id) is not None
 
-    def _claim_row(self, session_id: str) -> RSession | None:
-        """Take the lease and read the record, in one transaction; None if held."""
+    def _claim_row(self, session_id: str, starting: bool = False) -> RSession | None:
+        """Take the lease and read the record, in one transaction; None if held. With
+        ``starting``, an execution starts: it takes the next number (``running``)."""
         with self.db.session() as db:
             result = db.execute(
                 update(RSession)
@@ -246,21 +330,28 @@ class Sessions:
                 .values(holder=self.holder_id)
                 .execution_options(synchronize_session=False)
             )
-            return db.get(RSession, session_id) if result.rowcount else None
+            if not result.rowcount:
+                return None
+            row = db.get(RSession, session_id)
+            if row is not None and starting:
+                row.running, row.console_live = row.executions + 1, ""
+            return row
 
-    def _release(self, session_id: str, key: bytes | None, executions: int | None) -> bool:
-        """End the lease, keeping ``key``; False when the session was closed meanwhile
-        (another web node's DELETE or reaper): then the parked shell is to be ended."""
+    def _release(
+        self, session_id: str, alive: bool, finish: Callable[[Any, RSession], None] | None
+    ) -> bool:
+        """End the lease (``alive`` False: the shell is gone, so is the session), after
+        ``finish(db, row)`` in the same transaction; False when the session was closed
+        meanwhile (another web node's DELETE or reaper): then its shell is to be ended."""
         with self.db.session() as db:
             row = db.get(RSession, session_id)
+            if row is not None and finish is not None:
+                finish(db, row)
             if row is None or row.state != "active":
-                return key is None
+                return not alive
             row.holder, row.last_active, row.running = None, utcnow(), None
-            row.park_key = key.hex() if key is not None else None
-            if executions is not None:
-                row.executions = executions
-            if key is None:
-                row.state = "gone"
+            if not alive:
+                row.state, row.park_key = "gone", None
             return True
 
     async def _resume(self, row: RSession) -> AsyncConnection:
@@ -317,45 +408,79 @@ class Sessions:
         handle: Handle,
         action: Callable[[AsyncConnection], Awaitable[T]],
         *,
-        executions: int | None = None,
+        starting: bool = False,
+        finish: Callable[[Any, RSession], None] | None = None,
     ) -> T:
-        """Run R work on the session: 409 if a request holds it, 410 if its shell is gone."""
-        row = await asyncio.to_thread(self._claim_row, handle.id)
+        """Run R work on the session: 409 if a request holds it, 410 if its shell is gone,
+        502 if the connection to it was lost while the work ran (its outcome unknown)."""
+        row = await asyncio.to_thread(self._claim_row, handle.id, starting)
         if row is None:
             raise ApiError(409, "the session is busy with another request")
-        key: bytes | None = None
+        handle.running = row.running
+        gone = False
         try:
-            try:
-                connection = await self._resume(row)
-            except ApiError as exc:
-                if exc.status != 410 and row.park_key:  # unreachable now: it stays parked
-                    key = bytes.fromhex(row.park_key)
-                raise
+            connection = self._take_cached(handle.id) or await self._resume(row)
             self.attached[handle.id] = (connection, handle.node)
             try:
                 result = await action(connection)
-                key = await connection.park(self._park_seconds)
             except (ConnectionLost, OSError) as exc:
-                raise ApiError(410, f"the session's R shell is gone: {exc}") from exc
-            finally:
                 self.attached.pop(handle.id, None)
-                if key is None:
-                    await connection.close()
+                await connection.close()
+                await self._check_after_loss(row)  # 410 when the shell went with it
+                raise ApiError(
+                    502, f"lost the connection to the session's R shell mid-request: {exc}"
+                ) from exc
+            self.attached.pop(handle.id, None)
+            self._keep(handle.id, connection, handle.node)
             return result
+        except ApiError as exc:
+            gone = exc.status == 410
+            raise
         finally:
-            if not await asyncio.to_thread(self._release, handle.id, key, executions):
-                await self._end_parked(row, key)
+            self.attached.pop(handle.id, None)
+            if not await asyncio.to_thread(self._release, handle.id, not gone, finish):
+                await self._end_here(handle.id)
 
-    async def _end_parked(self, row: RSession, key: bytes | None) -> None:
-        """The session was closed while a request of ours used it: end its shell."""
-        node = self._node(row.node)
-        if key is None or node is None:
-            return
-        with contextlib.suppress(ClientError, OSError):
-            connection = await rexec.client.aattach(
-                key=key, timeout=self.compute.settings.connect_timeout, **self.compute.qap(node)
-            )
-            await connection.close()
+    def _take_cached(self, session_id: str) -> AsyncConnection | None:
+        """This web node's connection to the session from an earlier request, unless
+        the shell closed it meanwhile (another web node took the session over)."""
+        cached = self.cached.pop(session_id, None)
+        if cached is None:
+            return None
+        if cached[0].stale:
+            self._close_later(cached[0])
+            return None
+        return cached[0]
+
+    def _keep(self, session_id: str, connection: AsyncConnection, node: NodeState) -> None:
+        """Keep the connection for the next request here (at most ``CACHED_MAX``;
+        closing one only parks its session)."""
+        self.cached[session_id] = (connection, node)
+        while len(self.cached) > CACHED_MAX:
+            oldest = next(iter(self.cached))
+            self._close_later(self.cached.pop(oldest)[0])
+
+    def _close_later(self, connection: AsyncConnection) -> None:
+        task = asyncio.ensure_future(connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _check_after_loss(self, row: RSession) -> None:
+        """After a lost connection: is the shell still there? Resuming it tells (and the
+        connection is kept); a 410 from :meth:`_resume` says it is gone."""
+        with contextlib.suppress(TimeoutError):
+            connection = await asyncio.wait_for(self._resume(row), 10)
+            node = self._node(row.node)
+            if node is not None:
+                self._keep(row.id, connection, node)
+
+    async def _end_here(self, session_id: str) -> None:
+        """The session was closed (or deleted) while a request of ours used it: end its
+        shell now, through the connection we hold."""
+        cached = self.cached.pop(session_id, None)
+        if cached is not None:
+            with contextlib.suppress(ClientError, OSError):
+                await cached[0].end_session()
 
     # ------------------------------------------------------------------ execute
     async def execute(
@@ -374,71 +499,67 @@ class Sessions:
         state: dict[str, Any] = {}
 
         async def run(connection: AsyncConnection) -> dict[str, Any]:
-            number = await asyncio.to_thread(self._start, handle.id)
-            running = state["running"] = self.running[handle.id] = Running(number)
+            assert handle.running is not None
+            running = state["running"] = self.running[handle.id] = Running(handle.running)
             state["started"] = utcnow()
             connection.on_oob = lambda value, code: _console(running, value)
             publisher = asyncio.ensure_future(self._publish(handle.id, running))
             try:
-                return await self._timed(connection, handle, values, code, running, outputs)
+                result = state["result"] = await self._timed(
+                    connection, handle, values, code, running, outputs
+                )
+                return result
             finally:
                 connection.on_oob = None
                 running.done.set()
                 publisher.cancel()
                 self.running.pop(handle.id, None)
 
-        try:
-            result = await self.use(handle, run, executions=None)
-        finally:
-            if "running" in state:  # the number is taken even when the shell went away
-                await asyncio.to_thread(self._count, handle.id, state["running"].number)
-        running = state["running"]
-        record = Execution(
-            session_id=handle.id,
-            number=running.number,
-            code=code,
-            success=result["success"],
-            error_message=result["errorMessage"],
-            console_output=result["consoleOutput"],
-            warnings=result["warnings"],
-            changed_files=result["changedFiles"],
-            started_at=state["started"],
-            finished_at=utcnow(),
-        )
-        await asyncio.to_thread(self._record, record)
+        def finish(db: Any, row: RSession) -> None:
+            """With the lease's end: the number is taken (even if the shell went away),
+            and the history gets the execution."""
+            if "running" not in state:
+                return
+            number = state["running"].number
+            row.executions, row.console_live = max(row.executions, number), ""
+            result = state.get("result")
+            if result is not None:
+                db.add(
+                    Execution(
+                        session_id=row.id,
+                        number=number,
+                        code=code,
+                        success=result["success"],
+                        error_message=result["errorMessage"],
+                        console_output=result["consoleOutput"],
+                        warnings=result["warnings"],
+                        changed_files=result["changedFiles"],
+                        started_at=state["started"],
+                        finished_at=utcnow(),
+                    )
+                )
+
+        result = await self.use(handle, run, starting=True, finish=finish)
+        number = state["running"].number
         if result.pop("timedOut", False):
             raise ApiError(
                 504,
-                f"execution {running.number} ran past sessions.execution_timeout "
+                f"execution {number} ran past sessions.execution_timeout "
                 f"({self.execution_timeout:g} s) and was interrupted; the session is kept",
             )
-        return {"executionId": running.number, **result}
-
-    def _start(self, session_id: str) -> int:
-        with self.db.session() as db:
-            row = db.get(RSession, session_id)
-            assert row is not None
-            row.running, row.console_live = row.executions + 1, ""
-            return row.executions + 1
-
-    def _count(self, session_id: str, number: int) -> None:
-        with self.db.session() as db:
-            row = db.get(RSession, session_id)
-            if row is not None:
-                row.executions = max(row.executions, number)
-                row.console_live = ""
+        return {"executionId": number, **result}
 
     async def _publish(self, session_id: str, running: Running) -> None:
         """Write the console output so far to the record, for other web nodes' readers."""
         written = 0
         while True:
+            await asyncio.sleep(CONSOLE_FLUSH)  # a short execution writes nothing here
             await running.changed.wait()
             running.changed.clear()
             if running.size != written:
                 written = running.size
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._console_so_far, session_id, running.text)
-            await asyncio.sleep(CONSOLE_FLUSH)
 
     def _console_so_far(self, session_id: str, text: str) -> None:
         with self.db.session() as db:
@@ -515,12 +636,6 @@ class Sessions:
             "changedFiles": changed,
             "plots": [f for f in changed if f.startswith(f"plot-{number}-") and f.endswith(".png")],
         }
-
-    def _record(self, execution: Execution) -> None:
-        """Add to the history, unless the session was deleted meanwhile."""
-        with self.db.session() as db:
-            if db.get(RSession, execution.session_id) is not None:
-                db.add(execution)
 
     def _add(self, row: Any) -> None:
         with self.db.session() as db:
