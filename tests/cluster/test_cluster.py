@@ -294,8 +294,24 @@ def test_a_session_survives_its_web_node_being_killed(sessions: Sessions) -> Non
     session = sessions.open(first)
     assert sessions.value(session, "x <- c(4, 2); sum(x)") == 6
     node = sessions.node(session)
+    # a second session is in the middle of an execution when its web node dies
+    running = sessions.open(first)
+    sessions.value(running, "1")
+    outcome: list[object] = []
+
+    def execute() -> None:
+        try:
+            outcome.append(sessions.execute(running, "Sys.sleep(2); done <- TRUE").status_code)
+        except httpx.TransportError as exc:
+            outcome.append(type(exc).__name__)
+
+    worker = threading.Thread(target=execute)
+    worker.start()
+    time.sleep(0.8)
     first.kill()  # SIGKILL: no clean shutdown of its sessions
     started = time.monotonic()
+    worker.join(20)
+    assert outcome and outcome[0] != 200, outcome  # its answer died with the web node
     info = sessions.client(second).get(f"/sessions/{session}", timeout=20)
     assert info.status_code == 200, info.text
     assert info.json()["computeNode"] == node
@@ -307,6 +323,14 @@ def test_a_session_survives_its_web_node_being_killed(sessions: Sessions) -> Non
     assert got.json()["value"] == [4, 2]
     assert time.monotonic() - started < 30
     sessions.opened[session] = second
+    # the other one: its lease ends with the dead web node's heartbeat, its shell
+    # finished the execution and parked, and it goes on through the second web node
+    deadline = time.monotonic() + 45
+    while sessions.client(second).get(f"/sessions/{running}").json()["busy"]:
+        assert time.monotonic() < deadline, "the dead web node's lease never ended"
+        time.sleep(0.5)
+    assert sessions.value(running, "exists('done') && done", web=second) is True
+    sessions.opened[running] = second
 
 
 @pytest.fixture

@@ -43,7 +43,9 @@ def _sessions(request: Request) -> Sessions:
     return request.app.state.node.sessions
 
 
-def _info(sessions: Sessions, row: RSession, owner: str | None = None) -> dict[str, Any]:
+def _info(
+    sessions: Sessions, row: RSession, holders: set[str], owner: str | None = None
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -52,7 +54,7 @@ def _info(sessions: Sessions, row: RSession, owner: str | None = None) -> dict[s
         "computeNode": row.node,
         "createdAt": iso(row.created_at),
         "lastActive": iso(row.last_active),
-        "busy": row.holder is not None,
+        "busy": row.holder is not None and row.holder in holders,
     }
 
 
@@ -92,13 +94,14 @@ async def create_session(
 def list_sessions(user: CurrentUser, request: Request) -> list[dict[str, Any]]:
     """Your sessions (an Owner sees everyone's)."""
     sessions = _sessions(request)
-    return [_info(sessions, row) for row in sessions.visible(user)]
+    holders = sessions.live_holders()
+    return [_info(sessions, row, holders) for row in sessions.visible(user)]
 
 
 @router.get("/{session_id}", response_model=SessionInfo, responses=ERRORS)
 def get_session(session_id: str, user: CurrentUser, request: Request) -> dict[str, Any]:
     sessions = _sessions(request)
-    return _info(sessions, sessions.record(user, session_id))
+    return _info(sessions, sessions.record(user, session_id), sessions.live_holders())
 
 
 @router.delete("/{session_id}", response_model=Message, responses=ERRORS)

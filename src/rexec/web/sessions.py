@@ -316,6 +316,13 @@ class Sessions:
         )
         return or_(RSession.holder.is_(None), RSession.holder.not_in(fresh))
 
+    def live_holders(self) -> set[str]:
+        """The web nodes whose leases hold (fresh heartbeats): a session held by one
+        of them is busy."""
+        since = utcnow() - dt.timedelta(seconds=self.heartbeat_ttl)
+        with self.db.session() as db:
+            return set(db.scalars(select(WebNodeRecord.id).where(WebNodeRecord.seen_at > since)))
+
     def _claim(self, session_id: str) -> bool:
         """Take the session's lease (one conditional update); False if another holds it."""
         return self._claim_row(session_id) is not None
