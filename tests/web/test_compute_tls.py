@@ -198,6 +198,42 @@ def test_registry_nodes_over_tls_with_compute_tls(
         stop_web(web)
 
 
+def test_a_registry_node_marked_tls_is_reached_over_tls_and_others_stay_plain(
+    tls_compute: Server, services_compute: Server, pki: Pki, tmp_path: Path
+) -> None:
+    """POST /computenodes {tls: true}: that node over TLS with [compute_tls]'s files,
+    without compute_tls.registry; a node registered without it stays plain QAP."""
+    settings = settings_for(
+        tls_compute,
+        f"sqlite:///{tmp_path / 'web.db'}",
+        compute_nodes=(),
+        compute_tls_ca=str(pki.server_ca.pem),
+        compute_tls_cert=str(pki.web.cert),
+        compute_tls_key=str(pki.web.key),
+    )
+    web = start_web(settings)
+    login = {"user": COMPUTE_USER, "password": COMPUTE_PASSWORD, "poolMax": 8}
+    try:
+        with web.client() as admin:
+            plain = admin.post(
+                "/computenodes", json={"host": "127.0.0.1", "port": services_compute.port, **login}
+            )
+            assert plain.json()["state"] == "healthy", plain.text
+            unmarked = admin.post(
+                "/computenodes", json={"host": "localhost", "port": tls_compute.port, **login}
+            )
+            assert unmarked.json()["state"] == "down", unmarked.text  # plain QAP to a TLS port
+            admin.delete(f"/computenodes/{unmarked.json()['id']}")
+            marked = admin.post(
+                "/computenodes",
+                json={"host": "127.0.0.1", "port": tls_compute.port, "tls": True, **login},
+            )
+            assert marked.status_code == 201, marked.text
+            assert marked.json()["state"] == "healthy", marked.json()
+    finally:
+        stop_web(web)
+
+
 def test_the_contexts_are_made_once_per_set_of_files(tls_compute: Server, pki: Pki) -> None:
     from rexec.web.compute import Compute, NodeState
     from rexec.web.settings import WebSettings

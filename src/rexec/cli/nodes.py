@@ -40,6 +40,10 @@ def add(
         typer.Option("--node-password", envvar="REXEC_NODE_PASSWORD", help="Its password."),
     ] = None,
     pool_max: Annotated[int, typer.Option(help="The node's pool.max.")] = 8,
+    tls: Annotated[
+        bool,
+        typer.Option(help="Reach it over TLS (PORT: its tls.port) with [compute_tls]'s files."),
+    ] = False,
     url: Url = DEFAULT_URL,
     user: User = "admin",
     password: Password = None,
@@ -49,7 +53,7 @@ def add(
     if not host or not port.isdigit():
         console.print(f"[red]expected HOST:PORT, not {address!r}[/red]")
         raise typer.Exit(2)
-    body = {"host": host, "port": int(port), "user": node_user, "poolMax": pool_max}
+    body = {"host": host, "port": int(port), "user": node_user, "poolMax": pool_max, "tls": tls}
     if node_user is not None:
         body["password"] = (
             node_password

@@ -29,6 +29,9 @@ class NodeCreate(BaseModel):
     user: str | None = Field(default=None, max_length=150)
     password: str | None = Field(default=None, max_length=1024)
     poolMax: int = Field(default=8, ge=1, le=4096)
+    #: Reach it over TLS from the first byte (``port``: its tls.port), with this web
+    #: node's [compute_tls] CA and client certificate.
+    tls: bool = False
 
 
 class NodeAddress(BaseModel):
@@ -71,7 +74,7 @@ async def add_node(body: NodeCreate, user: OwnerRole, request: Request) -> dict[
     finds it healthy; the answer says how the first check went."""
     registry = _registry(request)
     node_id = await asyncio.to_thread(
-        registry.add, body.host, body.port, body.user, body.password, body.poolMax
+        registry.add, body.host, body.port, body.user, body.password, body.poolMax, body.tls
     )
     await registry.refresh()
     node = next(n for n in registry.compute.nodes if n.id == node_id)
@@ -89,7 +92,13 @@ async def register_node(
     Owner's stays. The answer says how this web node's check of it went."""
     registry = _registry(request)
     node_id, created = await asyncio.to_thread(
-        registry.register, body.host, body.port, body.user, body.password, body.poolMax
+        registry.register,
+        body.host,
+        body.port,
+        body.user,
+        body.password,
+        body.poolMax,
+        body.tls,
     )
     await registry.refresh()
     node = next(n for n in registry.compute.nodes if n.id == node_id)

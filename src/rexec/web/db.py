@@ -226,6 +226,8 @@ class RegisteredNode(Base):
     user: Mapped[str | None] = mapped_column(String(150), nullable=True)
     password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     pool_max: Mapped[int] = mapped_column(Integer, default=8)
+    #: Reached over TLS from the first byte (with the web node's [compute_tls] files).
+    tls: Mapped[bool] = mapped_column(Boolean, default=False)
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
     #: As the last web node to check it saw it: healthy, draining or down.
     state: Mapped[str] = mapped_column(String(16), default="unknown")

@@ -113,13 +113,24 @@ class Registry:
 
     # ------------------------------------------------------------------ records
     def add(
-        self, host: str, port: int, user: str | None, password: str | None, pool_max: int
+        self,
+        host: str,
+        port: int,
+        user: str | None,
+        password: str | None,
+        pool_max: int,
+        tls: bool = False,
     ) -> int:
         sealed = self.sealer.seal(password or "") if user else None
         try:
             with self.db.session() as db:
                 row = RegisteredNode(
-                    host=host, port=port, user=user, password_sealed=sealed, pool_max=pool_max
+                    host=host,
+                    port=port,
+                    user=user,
+                    password_sealed=sealed,
+                    pool_max=pool_max,
+                    tls=tls,
                 )
                 db.add(row)
                 db.flush()
@@ -159,7 +170,13 @@ class Registry:
         return db.scalars(query).first()
 
     def register(
-        self, host: str, port: int, user: str | None, password: str | None, pool_max: int
+        self,
+        host: str,
+        port: int,
+        user: str | None,
+        password: str | None,
+        pool_max: int,
+        tls: bool = False,
     ) -> tuple[int, bool]:
         """A node registering itself: (its id, whether it is new). Upserted by host and
         port; a drain the node made itself ends, an Owner's stays."""
@@ -175,6 +192,7 @@ class Registry:
                             user=user,
                             password_sealed=sealed,
                             pool_max=pool_max,
+                            tls=tls,
                         )
                         db.add(row)
                         db.flush()
@@ -187,7 +205,7 @@ class Registry:
                         or self.sealer.open(row.password_sealed) != (password or "")
                     ):  # sealed again only when it changed: the row stays as it is
                         row.password_sealed = self.sealer.seal(password or "")
-                    row.user, row.pool_max = user, pool_max
+                    row.user, row.pool_max, row.tls = user, pool_max, tls
                     if self._forget_self_drain(db, row.id):
                         row.draining = False
                     return row.id, False
@@ -253,7 +271,7 @@ class Registry:
                 row.host,
                 row.port,
             )
-        return ComputeNode(row.host, row.port, row.user, password, row.pool_max)
+        return ComputeNode(row.host, row.port, row.user, password, row.pool_max, tls=row.tls)
 
     async def check_one(self, node: NodeState) -> None:
         await self.compute.check(node)

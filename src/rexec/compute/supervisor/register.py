@@ -129,6 +129,7 @@ class Registration:
             "user": user,
             "password": password,
             "poolMax": pool_max,
+            "tls": bool(self.config["tls.only"]),  # then port is the TLS port
         }
 
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[str, httpx.Response]:
