@@ -180,7 +180,7 @@ def start_tls_rexec(directory: Path, **settings: object) -> Server:
     import time
 
     from bench import servers
-    from tests.conftest import Server, _toml, free_port
+    from tests.conftest import Server, free_port, write_config
 
     tls_port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="rexec-test-"))
@@ -194,16 +194,7 @@ def start_tls_rexec(directory: Path, **settings: object) -> Server:
         "metrics.port": 0,
         **settings,
     }
-    tables: dict[str, dict[str, object]] = {}
-    for key, value in values.items():
-        table, _, name = key.partition(".")
-        tables.setdefault(table, {})[name] = value
-    lines = []
-    for table, entries in tables.items():
-        lines.append(f"[{table}]")
-        lines += [f"{name} = {_toml(value)}" for name, value in entries.items()]
-    config = directory / "rexec.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config = write_config(directory, values)
     started = servers.launch(
         "rexec", tls_port, servers.rexec_serve(config), directory / "rexec.log"
     )

@@ -66,16 +66,7 @@ def start_rexec(directory: Path, **settings: object) -> Server:
     workdir.chmod(0o755)
     (directory / "work").symlink_to(workdir)
     values = {"server.port": port, "session.workdir": str(workdir), **settings}
-    tables: dict[str, dict[str, object]] = {}
-    for key, value in values.items():
-        table, _, name = key.partition(".")
-        tables.setdefault(table, {})[name] = value
-    lines = []
-    for table, entries in tables.items():
-        lines.append(f"[{table}]")
-        lines += [f"{name} = {_toml(value)}" for name, value in entries.items()]
-    config = directory / "rexec.toml"
-    config.write_text("\n".join(lines) + "\n")
+    config = write_config(directory, values)
     return launch_rexec(port, servers.rexec_serve(config), directory / "rexec.log")
 
 
@@ -89,6 +80,21 @@ def launch_rexec(port: int, command: list[str], log: Path) -> Server:
         server.stop()
         raise AssertionError("rexec did not start:\n" + server.log_text()) from None
     return server
+
+
+def write_config(directory: Path, values: dict[str, object]) -> Path:
+    """``directory``/rexec.toml holding ``values`` (dotted keys: ``table.name``)."""
+    tables: dict[str, dict[str, object]] = {}
+    for key, value in values.items():
+        table, _, name = key.partition(".")
+        tables.setdefault(table, {})[name] = value
+    lines = []
+    for table, entries in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{name} = {_toml(value)}" for name, value in entries.items()]
+    config = directory / "rexec.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
 
 
 def _toml(value: object) -> str:

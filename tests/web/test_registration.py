@@ -33,6 +33,7 @@ from tests.conftest import (
     launch_web,
     serve_fails,
     start_rexec,
+    write_config,
 )
 from tests.web.conftest import ADMIN_PASSWORD, COMPUTE_PASSWORD, COMPUTE_USER
 
@@ -150,17 +151,7 @@ def start_rexec_on(directory: Path, **settings: object) -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="rexec-test-"))
     workdir.chmod(0o755)
     (directory / "work").symlink_to(workdir)
-    tables: dict[str, dict[str, object]] = {}
-    for key, value in {"session.workdir": str(workdir), **settings}.items():
-        table, _, name = key.partition(".")
-        tables.setdefault(table, {})[name] = value
-    config = directory / "rexec.toml"
-    config.write_text(
-        "".join(
-            f"[{table}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in entries.items())
-            for table, entries in tables.items()
-        )
-    )
+    config = write_config(directory, {"session.workdir": str(workdir), **settings})
     command = [sys.executable, "-m", "rexec.cli", "serve", "--config", str(config)]
     return launch_rexec(int(settings["server.port"]), command, directory / "rexec.log")  # type: ignore[call-overload]
 

@@ -121,20 +121,9 @@ class Registry:
         pool_max: int,
         tls: bool = False,
     ) -> int:
-        sealed = self.sealer.seal(password or "") if user else None
         try:
             with self.db.session() as db:
-                row = RegisteredNode(
-                    host=host,
-                    port=port,
-                    user=user,
-                    password_sealed=sealed,
-                    pool_max=pool_max,
-                    tls=tls,
-                )
-                db.add(row)
-                db.flush()
-                return row.id
+                return self._insert(db, host, port, user, password, pool_max, tls)
         except IntegrityError:
             raise ApiError(409, f"compute node {host}:{port} is registered") from None
 
@@ -169,6 +158,25 @@ class Registry:
         )
         return db.scalars(query).first()
 
+    def _insert(
+        self,
+        db: Any,
+        host: str,
+        port: int,
+        user: str | None,
+        password: str | None,
+        pool_max: int,
+        tls: bool,
+    ) -> int:
+        """A new registry row (its login sealed); its id."""
+        sealed = self.sealer.seal(password or "") if user else None
+        row = RegisteredNode(
+            host=host, port=port, user=user, password_sealed=sealed, pool_max=pool_max, tls=tls
+        )
+        db.add(row)
+        db.flush()
+        return row.id
+
     def register(
         self,
         host: str,
@@ -185,18 +193,7 @@ class Registry:
                 with self.db.session() as db:
                     row = self._by_address(db, host, port)
                     if row is None:
-                        sealed = self.sealer.seal(password or "") if user else None
-                        row = RegisteredNode(
-                            host=host,
-                            port=port,
-                            user=user,
-                            password_sealed=sealed,
-                            pool_max=pool_max,
-                            tls=tls,
-                        )
-                        db.add(row)
-                        db.flush()
-                        return row.id, True
+                        return self._insert(db, host, port, user, password, pool_max, tls), True
                     if not user:
                         row.password_sealed = None
                     elif (
