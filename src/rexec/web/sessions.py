@@ -357,8 +357,8 @@ class Sessions:
             if row is None or row.state != "active":
                 return not alive
             row.holder, row.last_active, row.running = None, utcnow(), None
-            if not alive:
-                row.state, row.park_key = "gone", None
+            if not alive:  # the key stays: a partitioned node's shell may be ended later
+                row.state = "gone"
             return True
 
     async def _resume(self, row: RSession) -> AsyncConnection:
