@@ -7,6 +7,7 @@ SQLite by default, PostgreSQL by URL; only web nodes touch it. Times are naive U
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +26,14 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, deferred, mapped_column, sessionmaker
+
+log = logging.getLogger("rexec.web.db")
 
 
 def utcnow() -> dt.datetime:
@@ -251,6 +255,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     @property
     def kind(self) -> str:
@@ -285,6 +290,27 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(engine: Any) -> None:
+    """A database made by an earlier rexec gets the columns added since (each new column
+    is nullable or has a scalar default): create_all makes missing tables only. Nothing
+    is ever dropped or changed."""
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                kind = column.type.compile(engine.dialect)
+                clause = f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+                default = column.default.arg if column.default is not None else None
+                if default is not None and not callable(default):
+                    literal = column.type.literal_processor(engine.dialect)
+                    clause += f" NOT NULL DEFAULT {literal(default) if literal else default}"
+                log.info("database: adding column %s.%s", table.name, column.name)
+                connection.execute(text(clause))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
