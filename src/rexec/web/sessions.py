@@ -37,6 +37,7 @@ from sqlalchemy import func, or_, select, update
 import rexec.client
 from rexec.client import AsyncConnection, ClientError, ConnectionLost, RError, SessionGone
 from rexec.client import convert as conv
+from rexec.client._async import acancel
 from rexec.protocol import Sexp
 from rexec.web import rcode, rjson
 from rexec.web.auth import Principal
@@ -186,12 +187,8 @@ class Sessions:
         await asyncio.to_thread(self._mark, session_id, state)
         node = self._node(row.node)
         if row.state == "active" and row.pid and node is not None:
-            from rexec.client._async import acancel
-
             with contextlib.suppress(ClientError, OSError, TimeoutError):
-                await acancel(
-                    row.pid, timeout=self.compute.settings.connect_timeout, **self.compute.qap(node)
-                )
+                await self._cancel(node, row.pid)
 
     def _get(self, session_id: str) -> RSession | None:
         with self.db.session() as db:
@@ -237,9 +234,7 @@ class Sessions:
         busy in R answers its takeover only when it is done)."""
         keys = await asyncio.to_thread(self._gone_keys, node.config.name)
         if keys:
-            task = asyncio.ensure_future(self._end_gone(node, dict(keys)))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._background(self._end_gone(node, dict(keys)))
 
     async def _end_gone(self, node: NodeState, keys: dict[str, str]) -> None:
         deadline = time.monotonic() + GONE_RETRY
@@ -247,12 +242,7 @@ class Sessions:
         while keys and time.monotonic() < deadline and node.state != "down":
             for session_id, key in list(keys.items()):
                 try:
-                    connection = await rexec.client.aattach(
-                        key=bytes.fromhex(key),
-                        timeout=self.compute.settings.connect_timeout,
-                        **self.compute.qap(node),
-                    )
-                    await connection.end_session()
+                    await (await self._attach(node, key)).end_session()
                     log.info(
                         "session %s: its shell, left while its node was down, ended", session_id
                     )
@@ -309,19 +299,19 @@ class Sessions:
             return list(db.scalars(query.where(self._unheld())))
 
     # ------------------------------------------------------------------ leases
+    def _fresh(self) -> Any:
+        """SQL: the web nodes whose leases hold (their heartbeats are fresh)."""
+        since = utcnow() - dt.timedelta(seconds=self.heartbeat_ttl)
+        return select(WebNodeRecord.id).where(WebNodeRecord.seen_at > since)
+
     def _unheld(self) -> Any:
         """SQL: nobody holds the session, or its holder's heartbeat is stale."""
-        fresh = select(WebNodeRecord.id).where(
-            WebNodeRecord.seen_at > utcnow() - dt.timedelta(seconds=self.heartbeat_ttl)
-        )
-        return or_(RSession.holder.is_(None), RSession.holder.not_in(fresh))
+        return or_(RSession.holder.is_(None), RSession.holder.not_in(self._fresh()))
 
     def live_holders(self) -> set[str]:
-        """The web nodes whose leases hold (fresh heartbeats): a session held by one
-        of them is busy."""
-        since = utcnow() - dt.timedelta(seconds=self.heartbeat_ttl)
+        """The web nodes whose leases hold: a session held by one of them is busy."""
         with self.db.session() as db:
-            return set(db.scalars(select(WebNodeRecord.id).where(WebNodeRecord.seen_at > since)))
+            return set(db.scalars(self._fresh()))
 
     def _claim(self, session_id: str) -> bool:
         """Take the session's lease (one conditional update); False if another holds it."""
@@ -369,12 +359,7 @@ class Sessions:
         if row.park_key is None or node is None or node.state == "down":
             raise ApiError(410, "session is gone (its compute node is down or unknown)")
         try:
-            connection = await rexec.client.aattach(
-                key=bytes.fromhex(row.park_key),
-                pid=row.pid,
-                timeout=self.compute.settings.connect_timeout,
-                **self.compute.qap(node),
-            )
+            connection = await self._attach(node, row.park_key, row.pid)
         except (SessionGone, ConnectionLost) as exc:
             raise ApiError(410, f"session is gone: its R shell is not there ({exc})") from exc
         except (ClientError, OSError) as exc:
@@ -383,6 +368,27 @@ class Sessions:
             ) from exc
         connection.timeout = None  # executions may run as long as they need
         return connection
+
+    async def _attach(self, node: NodeState, key: str, pid: int | None = None) -> AsyncConnection:
+        """A new connection to the session parked on ``node`` under ``key`` (hex)."""
+        return await rexec.client.aattach(
+            key=bytes.fromhex(key),
+            pid=pid,
+            timeout=self.compute.settings.connect_timeout,
+            **self.compute.qap(node),
+        )
+
+    async def _cancel(self, node: NodeState, pid: int) -> bool:
+        """CMD_cancel for shell ``pid`` on ``node`` (no shell taken)."""
+        return await acancel(
+            pid, timeout=self.compute.settings.connect_timeout, **self.compute.qap(node)
+        )
+
+    def _background(self, work: Awaitable[None]) -> None:
+        """Run ``work`` on its own; :meth:`close_all` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _node(self, name: str) -> NodeState | None:
         return next((n for n in self.compute.nodes if n.config.name == name), None)
@@ -468,9 +474,7 @@ class Sessions:
             self._close_later(self.cached.pop(oldest)[0])
 
     def _close_later(self, connection: AsyncConnection) -> None:
-        task = asyncio.ensure_future(connection.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._background(connection.close())
 
     async def _check_after_loss(self, row: RSession) -> None:
         """After a lost connection: is the shell still there? Resuming it tells (and the
@@ -655,14 +659,8 @@ class Sessions:
             raise ApiError(409, "no execution is running")
         if handle.pid is None:
             raise ApiError(409, "the session's shell cannot be interrupted (pid unknown)")
-        from rexec.client._async import acancel
-
         try:
-            await acancel(
-                handle.pid,
-                timeout=self.compute.settings.connect_timeout,
-                **self.compute.qap(handle.node),
-            )
+            await self._cancel(handle.node, handle.pid)
         except (ClientError, OSError) as exc:
             raise self.compute.busy_error(f"could not reach the compute node: {exc}") from exc
 
@@ -684,7 +682,7 @@ class Sessions:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(running.done.wait(), 0.1)
         if handle.running is None:
-            yield (await asyncio.to_thread(self.last_console, handle.id)).encode()
+            yield (await asyncio.to_thread(self.console_of, handle.id, None)).encode()
             return
         sent = 0
         number = handle.running
@@ -702,23 +700,13 @@ class Sessions:
                 sent = len(row.console_live)
             await asyncio.sleep(CONSOLE_FLUSH)
 
-    def console_of(self, session_id: str, number: int) -> str:
+    def console_of(self, session_id: str, number: int | None) -> str:
+        """The console output of execution ``number`` (None: the last one) in history."""
+        query = select(Execution).where(Execution.session_id == session_id)
+        if number is not None:
+            query = query.where(Execution.number == number)
         with self.db.session() as db:
-            row = db.scalars(
-                select(Execution).where(
-                    Execution.session_id == session_id, Execution.number == number
-                )
-            ).first()
-        return row.console_output if row is not None else ""
-
-    def last_console(self, session_id: str) -> str:
-        with self.db.session() as db:
-            row = db.scalars(
-                select(Execution)
-                .where(Execution.session_id == session_id)
-                .order_by(Execution.number.desc())
-                .limit(1)
-            ).first()
+            row = db.scalars(query.order_by(Execution.number.desc()).limit(1)).first()
         return row.console_output if row is not None else ""
 
     def history(self, session_id: str) -> list[Execution]:
