@@ -134,3 +134,38 @@ def test_a_session_deleted_through_one_web_node_while_the_other_runs_it_ends(
         while parked() != before - 1:  # its shell is not left parked for nobody
             assert time.monotonic() < deadline, parked()
             time.sleep(0.2)
+
+
+def test_a_reader_on_the_running_web_node_does_not_hold_back_readers_elsewhere(
+    two_webs,
+) -> None:
+    """Console output reaches the other web node's readers while one on the running web
+    node streams it too (they once shared one event, and the local reader consumed it)."""
+    a, b = two_webs
+    with a.client() as on_a, b.client() as on_b:
+        sid = on_a.post("/sessions", json={}).json()["id"]
+        # the second line comes while the running web node has just written the first
+        code = 'Sys.sleep(1.5); cat("one\\n"); Sys.sleep(0.1); cat("two\\n"); Sys.sleep(30)'
+        worker = threading.Thread(target=lambda: _run(on_a, sid, code))
+        worker.start()
+        deadline = time.monotonic() + 20
+        while on_b.get(f"/sessions/{sid}").json()["busy"] is False:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        local = threading.Thread(
+            target=lambda: on_a.get(f"/sessions/{sid}/console-output", timeout=60)
+        )
+        local.start()
+        seen = b""
+        started = time.monotonic()
+        with on_b.stream("GET", f"/sessions/{sid}/console-output", timeout=30) as stream:
+            for chunk in stream.iter_bytes():
+                seen += chunk
+                if b"two" in seen or time.monotonic() - started > 8:
+                    break
+        took = time.monotonic() - started
+        on_b.post(f"/sessions/{sid}/cancel")
+        worker.join(30)
+        local.join(30)
+        assert seen == b"one\ntwo\n" and took < 8, (seen, took)
+        on_a.delete(f"/sessions/{sid}")

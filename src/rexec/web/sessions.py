@@ -678,7 +678,8 @@ class Sessions:
                     sent = len(text)
                 if running.done.is_set():
                     return
-                running.changed.clear()
+                # ``changed`` is the publisher's (it writes the record for other web
+                # nodes' readers): a reader here polls and leaves it alone
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(running.done.wait(), 0.1)
         if handle.running is None:
