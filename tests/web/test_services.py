@@ -184,13 +184,17 @@ def test_an_r_error_is_success_false_with_r_s_message_and_the_shell_is_replaced(
         admin,
         "fails",
         "1",
-        code="pid <- Sys.getpid(); if (boom) stop('the model refused: ', x)",
+        code="pid <- Sys.getpid(); if (boom) stop('the model refused: ', x, ' in ', pid)",
         inputParameterDefinitions=[
             {"name": "boom", "type": "logical"},
             {"name": "x", "type": "character"},
         ],
         outputParameterDefinitions=[{"name": "pid", "type": "integer"}],
     )
+    # One shell at most, so which shell a call lands on is not up to the spare the pool
+    # opens ahead of demand (with two, the failing call could take the spare).
+    pool = {"initialPoolSize": 1, "maxPoolSize": 1}
+    assert admin.post("/services/fails/1/pool", json=pool).status_code == 200
     good = _call(admin, "fails/1", {"boom": False, "x": ""}).json()
     same = _call(admin, "fails/1", {"boom": False, "x": ""}).json()
     assert good["outputParameters"]["pid"] == same["outputParameters"]["pid"]  # one shell
@@ -199,8 +203,14 @@ def test_an_r_error_is_success_false_with_r_s_message_and_the_shell_is_replaced(
     body = reply.json()
     assert body["success"] is False and "the model refused: no cars" in body["errorMessage"]
     assert body["outputParameters"] == {}
-    after = _call(admin, "fails/1", {"boom": False, "x": ""}).json()
-    assert after["outputParameters"]["pid"] != good["outputParameters"]["pid"]  # recycled
+    failed = int(body["errorMessage"].rsplit(" in ", 1)[1].split()[0])
+    assert failed == good["outputParameters"]["pid"]  # the error came from that shell
+    after = [_call(admin, "fails/1", {"boom": False, "x": ""}).json() for _ in range(3)]
+    assert all(a["outputParameters"]["pid"] != failed for a in after)  # recycled
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{failed}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{failed}").exists()  # and the failed shell ended
 
 
 def test_an_output_of_the_wrong_type_or_missing_fails_the_call(admin) -> None:
@@ -259,6 +269,9 @@ model_now <- model
             )
         ],
     )
+    # One shell at most: both calls land on it, not on the spare opened ahead of demand.
+    pool = {"initialPoolSize": 1, "maxPoolSize": 1}
+    assert admin.post("/services/iso/1/pool", json=pool).status_code == 200
     first = _call(admin, "iso/1", {"mutate": True}).json()["outputParameters"]
     second = _call(admin, "iso/1", {"mutate": False}).json()["outputParameters"]
     assert first["pid"] == second["pid"]
