@@ -1,7 +1,11 @@
 """Settings, each declared once: the TOML file, the CLI flags and the docs all come from here.
 
 A setting's key is its dotted TOML path (``pool.max`` is ``max`` in the ``[pool]``
-table). Precedence: built-in default < config file < command-line flag.
+table), and its environment variable is ``REXEC_`` and the key in capitals with ``_``
+for ``.`` (``REXEC_POOL_MAX``). Precedence: built-in default < config file < environment
+< command-line flag (``--rserve-conf`` files count as flags). A variable's text is read
+as the setting's type: a number, ``true``/``false`` (or ``1``/``0``, ``yes``/``no``),
+text as it is, and a list as a TOML array (``["MASS", "stats4"]``).
 """
 
 from __future__ import annotations
@@ -128,7 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "BLAS (OpenBLAS) and OpenMP threads of each R shell, set in every shell through the "
         "libraries' own calls and in `OPENBLAS_NUM_THREADS` / `OMP_NUM_THREADS`. 0: the "
-        "cores divided by `pool.max`, at least 1 (a full pool uses each core once). Start-up "
+        "usable CPUs (the affinity mask, at most the control group's CPU quota rounded up) "
+        "divided by `pool.max`, at least 1 (a full pool uses each CPU once). Start-up "
         "code runs before, with OpenBLAS's default: all cores, unless `rexec serve`'s "
         "environment sets `OPENBLAS_NUM_THREADS` (docs/performance.md).",
     ),
@@ -162,6 +167,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("pool.initial", 2, "Idle R shells kept started and ready for new connections."),
     Setting("pool.max", 8, "Most R shells alive at once (idle + busy + starting)."),
+    Setting(
+        "pool.memory_per_shell",
+        0,
+        "Bytes of memory one R shell is given when the pool is sized from memory; 0: off. "
+        "Above 0, `pool.max` becomes (memory - `pool.memory_reserved`) / this, where memory "
+        "is the control group's limit (a container's) or else the machine's RAM; an explicit "
+        "`pool.max` is then the most it may be. Start-up fails when not one shell fits.",
+    ),
+    Setting(
+        "pool.memory_reserved",
+        512 * 1024 * 1024,
+        "Bytes kept for the supervisor and the template when the pool is sized from memory "
+        "(`pool.memory_per_shell`).",
+    ),
     Setting(
         "pool.wait_timeout",
         10.0,
@@ -387,11 +406,15 @@ class Config(Mapping[str, Any]):
         return len(self._values)
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with some settings changed; keys use ``_`` for ``.`` (``pool_max=4``)."""
+        """A copy with some settings changed; keys use ``_`` for ``.`` (``pool_max=4``).
+        The changed keys count as explicit, the others keep their standing."""
         values = dict(self._values)
+        keys = {name.replace("__", ".").replace("_", ".", 1) for name in changes}
         for name, value in changes.items():
             values[name.replace("__", ".").replace("_", ".", 1)] = value
-        return Config(values)
+        copy = Config(values)
+        copy.explicit = self.explicit | keys
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)
@@ -414,22 +437,69 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults, then the TOML file at ``path`` (if any), then non-None ``overrides``."""
+def env_name(key: str) -> str:
+    """The environment variable of setting ``key``: ``pool.max`` is ``REXEC_POOL_MAX``."""
+    return "REXEC_" + key.upper().replace(".", "_")
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings ``REXEC_*`` variables set, as values of their settings' types."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        variable = env_name(setting.key)
+        raw = environ.get(variable)
+        if raw is not None:
+            try:
+                values[setting.key] = setting.validate(_from_text(setting, raw, variable))
+            except ConfigError as error:
+                raise ConfigError(f"{variable}: {error}") from None
+    return values
+
+
+def _from_text(setting: Setting, raw: str, variable: str) -> Any:
+    expected = setting.type
+    try:
+        if expected is bool:
+            lowered = raw.strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(raw)
+            return lowered in {"true", "1", "yes"}
+        if expected is int:
+            return int(raw)
+        if expected is float:
+            return float(raw)
+        if expected is list:
+            return tomllib.loads(f"value = {raw}")["value"]
+    except (ValueError, tomllib.TOMLDecodeError):
+        shape = {bool: "true or false", int: "an integer", float: "a number"}
+        wanted = shape.get(expected, 'a TOML array of strings (["a", "b"])')
+        raise ConfigError(f"expected {wanted}, got {raw!r}") from None
+    return raw
+
+
+def load(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Defaults, then the TOML file at ``path`` (if any), then the ``REXEC_*`` variables
+    of ``environ`` (the process's own by default), then non-None ``overrides``."""
     values: dict[str, Any] = {}
     if path is not None:
         with open(path, "rb") as handle:
             values.update(_flatten(tomllib.load(handle)))
+    values.update(from_environment(environ))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return Config(values)
 
 
 def reference_table() -> str:
     """The configuration reference as a Markdown table (kept in README.md, checked by a test)."""
-    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows = ["| key | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = _toml_value(s.default)
-        rows.append(f"| `{s.key}` | `{default}` | {s.doc} |")
+        rows.append(f"| `{s.key}` | `{env_name(s.key)}` | `{default}` | {s.doc} |")
     return "\n".join(rows)
 
 

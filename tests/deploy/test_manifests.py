@@ -226,20 +226,35 @@ def flag(args: list[str], name: str) -> list[str]:
     return found
 
 
-def compute_toml(objects) -> dict[str, Any]:
+def compute_toml_text(objects) -> str:
     """The compute node's rexec.toml, from the ConfigMap the StatefulSet mounts."""
     sts = compute(objects)
     (volume,) = [v for v in sts["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
     config_map = one(objects, "ConfigMap", volume["configMap"]["name"])
-    return tomllib.loads(config_map["data"]["rexec.toml"])
+    return config_map["data"]["rexec.toml"]
 
 
-def pool_max_of_compute(objects, tmp_path: Path) -> int:
+def compute_toml(objects) -> dict[str, Any]:
+    return tomllib.loads(compute_toml_text(objects))
+
+
+def compute_config(objects, tmp_path: Path, **env: str) -> configuration.Config:
+    """The compute node's configuration as rexec loads it in the pod: its rexec.toml and
+    its container's REXEC_* variables (``env`` changes some)."""
+    local = tmp_path / "rexec.toml"
+    local.write_text(compute_toml_text(objects))
     c = container(compute(objects), "compute")
-    code, argv = run_command(c, tmp_path, env_values(c))
-    assert code == 0 and argv[:1] == ["serve"], (code, argv)
-    (value,) = flag(argv, "pool-max")
-    return int(value)
+    return configuration.load(local, environ={**env_values(c), **env})
+
+
+def pool_max_of_compute(objects, tmp_path: Path, memory: int | None = None) -> int:
+    """pool.max as rexec sizes it in the compute container under its memory limit (or
+    ``memory`` bytes), by rexec's own sizing."""
+    from rexec.compute.supervisor.sizing import fit
+
+    c = container(compute(objects), "compute")
+    limit = int(quantity(c["resources"]["limits"]["memory"])) if memory is None else memory
+    return fit(limit, compute_config(objects, tmp_path))
 
 
 def mounted_file(workload: dict[str, Any], c: dict[str, Any], path: str) -> dict[str, Any]:
@@ -580,7 +595,9 @@ def test_compute_configuration_is_valid_and_remote_with_a_users_file(objects, tm
     c = container(sts, "compute")
     (volume,) = [v for v in sts["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
     (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
-    _, argv = run_command(c, tmp_path, env_values(c))
+    assert "command" not in c  # the image's entrypoint: tini, then rexec
+    argv = [expand(a, env_values(c)) for a in c["args"]]
+    assert argv[0] == "serve"
     (config_path,) = map(Path, flag(argv, "config"))
     assert config_path.parent == Path(mount["mountPath"])
     config_map = one(objects, "ConfigMap", volume["configMap"]["name"])
@@ -615,20 +632,28 @@ def test_the_init_container_writes_the_users_file_with_rexec(objects, tmp_path):
 
 
 def test_pool_size_follows_the_memory_limit(objects, tmp_path):
+    """rexec sizes the pool itself (pool.memory_per_shell from the container's REXEC_
+    variables, the limit from its control group): no pool.max anywhere to keep in step."""
     c = container(compute(objects), "compute")
-    (memory_var,) = [v for v in c["env"] if "resourceFieldRef" in v.get("valueFrom", {})]
-    ref = memory_var["valueFrom"]["resourceFieldRef"]
-    assert ref["resource"] == "limits.memory" and ref["containerName"] == "compute"
     assert "memory" in c["resources"]["limits"], "without a limit the node's memory is used"
-    env = env_values(c)
+    loaded = compute_config(objects, tmp_path)
+    assert loaded["pool.memory_per_shell"] > 0
+    assert "pool.max" not in loaded.explicit and not flag(c.get("args", []), "pool-max")
     pool_max = pool_max_of_compute(objects, tmp_path)
     assert pool_max >= compute_toml(objects)["pool"]["initial"]
+    limit = int(quantity(c["resources"]["limits"]["memory"]))
     # Twice the memory, more shells; too little for one shell, no start at all.
-    doubled = {memory_var["name"]: str(2 * int(env[memory_var["name"]]))}
-    _, argv = run_command(c, tmp_path, {**env, **doubled})
-    assert int(flag(argv, "pool-max")[0]) > pool_max
-    code, argv = run_command(c, tmp_path, {**env, memory_var["name"]: "1"})
-    assert code != 0 and argv == []
+    assert pool_max_of_compute(objects, tmp_path, memory=2 * limit) > pool_max
+    with pytest.raises(RuntimeError, match="leaves no room for one"):
+        pool_max_of_compute(objects, tmp_path, memory=loaded["pool.memory_reserved"])
+
+
+def test_shell_threads_follow_the_cpu_limit(objects, tmp_path):
+    """shell.threads 0 (the CPUs rexec may use, its control group's quota, over
+    pool.max): a CPU limit, so that a shell does not start a thread per node core."""
+    c = container(compute(objects), "compute")
+    assert "cpu" in c["resources"]["limits"]
+    assert compute_config(objects, tmp_path)["shell.threads"] == 0
 
 
 def test_network_policy_lets_only_web_pods_reach_qap(objects):
@@ -947,8 +972,8 @@ def test_every_missing_mark_is_named_and_listed_in_the_docs():
                     found = re.search(r"REXEC-MISSING \(([^)]+)\)", line)
                     assert found, f"{path.relative_to(ROOT)}: a mark without a name: {line}"
                     marks.append(found[1].lower())
-    assert marks
     for mark in marks:
         assert mark in missing, f"docs/deploy.md does not list {mark!r} as missing"
-    for done in ("self-registration", "drain endpoint", "health endpoint", "--config"):
+    done_now = ("self-registration", "drain endpoint", "health endpoint", "--config", "environment")
+    for done in done_now:
         assert not [m for m in marks if done in m], done

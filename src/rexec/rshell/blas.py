@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+from rexec import host
+
 log = logging.getLogger("rexec.blas")
 
 #: Variables set in every shell to its thread count.
@@ -31,11 +33,9 @@ ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def cores() -> int:
-    """CPUs this process may run on (its affinity mask, so ``taskset`` and cpusets count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """CPUs this process may use: its affinity mask (``taskset``, cpusets) and its
+    control group's CPU quota (a container's CPU limit), rounded up."""
+    return host.usable_cpus()
 
 
 def shell_threads(config: Mapping[str, Any]) -> int:

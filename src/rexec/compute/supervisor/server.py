@@ -31,6 +31,7 @@ from rexec.compute.supervisor.login import Logins
 from rexec.compute.supervisor.metrics import Counts, MetricsServer
 from rexec.compute.supervisor.pool import Pool, Shell
 from rexec.compute.supervisor.pools import MAX_DEFINITION, PoolSpec, PoolSpecError
+from rexec.compute.supervisor.sizing import sized
 from rexec.compute.supervisor.status import ControlServer
 from rexec.config import Config
 from rexec.protocol import framing
@@ -65,7 +66,7 @@ def secure(config: Config) -> Config:
 
 class ComputeServer:
     def __init__(self, config: Config) -> None:
-        config = secure(config)
+        config = secure(sized(config))
         self.config = config
         self.pool = Pool(config, HANDLER, self._on_message)
         self.logins = Logins(config)
@@ -231,7 +232,7 @@ class ComputeServer:
             log.warning("SIGHUP: no configuration to reload")
             return
         try:
-            config = secure(self.reload_config())
+            config = secure(sized(self.reload_config()))
         except Exception as exc:
             log.error("SIGHUP: configuration not reloaded: %s", exc)
             return
