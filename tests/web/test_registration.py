@@ -67,7 +67,7 @@ class WebProcess:
             self.process.wait(40)
 
 
-def start_web_process(root: Path, port: int | None = None) -> WebProcess:
+def start_web_process(root: Path, port: int | None = None, nodes: str = "") -> WebProcess:
     """`rexec web --config web.toml`: no [[compute]] tables (`compute = []`), the
     registration token in a file named relative to the TOML file."""
     root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +88,7 @@ url = "sqlite:///{root / "web.db"}"
 check_interval = 0.5
 secret = "registration-tests-node-secret"
 registration_token_file = "registration-token"
+{nodes}
 """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("REXEC_WEB_")}
@@ -421,3 +422,37 @@ def test_a_tls_only_node_registers_its_tls_port(tmp_path: Path) -> None:
 
 async def _no_pool_max() -> int | None:
     return None
+
+
+def test_a_node_that_drained_itself_and_stays_down_is_forgotten(
+    tmp_path: Path, files, nodes
+) -> None:
+    """nodes.forget_after: a self-registered node that drained itself when it stopped
+    (a pod scaled away) leaves the registry once it has been down that long; a node that
+    was killed (no drain: it may come back) and one an Owner drained stay."""
+    forgetful = start_web_process(tmp_path / "web", nodes="forget_after = 3.0")
+    try:
+        with forgetful.client() as admin:
+            stopped, killed, drained = (compute(nodes, files, forgetful.url) for _ in range(3))
+            ids = {n.port: wait_state(admin, n.port, "healthy")["id"] for n in nodes}
+            assert admin.post(f"/computenodes/{ids[drained.port]}/drain").status_code == 200
+            stopped.stop()  # SIGTERM: it drains itself, then stops
+            drained.stop()  # the Owner's drain stays the Owner's
+            os.killpg(killed.process.pid, signal.SIGKILL)
+            for node in (stopped, killed, drained):
+                wait_state(admin, node.port, "down")
+            deadline = time.monotonic() + 30
+            while listed(admin, stopped.port):
+                assert time.monotonic() < deadline, forgetful.log.read_text()
+                time.sleep(0.2)
+            forgotten = f"event=node-forgotten node=127.0.0.1:{stopped.port}"
+            assert forgotten in forgetful.log.read_text()
+            assert forgetful.rows(stopped.port) == []
+            time.sleep(3.5)  # forget_after again: the other two were down as long
+            assert wait_state(admin, killed.port, "down")["id"] == ids[killed.port]
+            assert wait_state(admin, drained.port, "down")["id"] == ids[drained.port]
+            # a node forgotten that comes back registers as new
+            again = compute(nodes, files, forgetful.url, **{"server.port": stopped.port})
+            assert wait_state(admin, again.port, "healthy")["id"] not in ids.values()
+    finally:
+        forgetful.stop()

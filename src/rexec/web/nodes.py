@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -90,9 +91,13 @@ def node_secret(settings: WebSettings, database: Database) -> bytes | None:
     return key
 
 
+_SELF_DRAINED = "compute-node-stopping:"
+
+
 def _self_drained(node_id: int) -> str:
-    """The ``meta`` key marking a drain the node made itself (it stops)."""
-    return f"compute-node-stopping:{node_id}"
+    """The ``meta`` key marking a drain the node made itself (it stops); its value is
+    when."""
+    return f"{_SELF_DRAINED}{node_id}"
 
 
 def token_matches(expected: str, given: str) -> bool:
@@ -226,6 +231,30 @@ class Registry:
                 db.add(Meta(key=_self_drained(row.id), value=utcnow().isoformat()))
             return "draining until the node registers again"
 
+    def forget_stopped(self) -> list[str]:
+        """Remove the nodes that drained themselves when they stopped and are down more
+        than ``nodes.forget_after`` seconds after that (scaled away); their names."""
+        after = self.settings.node_forget_after
+        if after <= 0:
+            return []
+        cutoff = utcnow() - dt.timedelta(seconds=after)
+        forgotten = []
+        with self.db.session() as db:
+            markers = db.scalars(select(Meta).where(Meta.key.startswith(_SELF_DRAINED)))
+            for marker in list(markers):
+                row = db.get(RegisteredNode, int(marker.key.removeprefix(_SELF_DRAINED)))
+                if row is None:
+                    db.delete(marker)
+                    continue
+                stopped = dt.datetime.fromisoformat(marker.value)
+                if row.state == "down" and row.draining and stopped < cutoff:
+                    forgotten.append(f"{row.host}:{row.port}")
+                    db.delete(row)
+                    db.delete(marker)
+        for name in forgotten:
+            log.warning("event=node-forgotten node=%s: drained itself and down since", name)
+        return forgotten
+
     def _rows(self) -> list[RegisteredNode]:
         with self.db.session() as db:
             return list(db.scalars(select(RegisteredNode).order_by(RegisteredNode.id)))
@@ -290,6 +319,11 @@ class Registry:
                 await self.check()
             except Exception:
                 log.exception("checking compute nodes failed")
+            try:
+                if await asyncio.to_thread(self.forget_stopped):
+                    await self.refresh()
+            except Exception:
+                log.exception("forgetting stopped compute nodes failed")
             await asyncio.sleep(self.settings_interval)
 
     @property

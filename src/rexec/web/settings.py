@@ -333,6 +333,15 @@ class WebSettings:
         "Seconds between this web node's checks of every compute node (health, pools).",
         minimum=0,
     )
+    node_forget_after: float = setting(
+        "nodes.forget_after",
+        600.0,
+        "Seconds after which a compute node that drained itself when it stopped (a "
+        "self-registered node, `register.*`) and has been down since is removed from the "
+        "registry: a pod scaled away. One an Owner added or drained, or one that stopped "
+        "without draining (killed, cut off), stays. 0: never.",
+        minimum=0,
+    )
     node_secret: str = setting(
         "nodes.secret",
         "",
