@@ -251,3 +251,58 @@ def test_misconfigured_tls_stops_the_start(table, message, certificate) -> None:
     cert, key = certificate
     output = serve_fails("[tls]\n" + table.format(cert=cert, key=key) + "\n")
     assert message in output, output
+
+
+def test_sighup_reads_the_certificates_again_and_keeps_the_old_ones_when_broken(
+    pki, tmp_path
+) -> None:
+    """Rotation without a restart: after SIGHUP new connections get the new server
+    certificate and are checked against the new client CA; a connection made before
+    goes on; files that cannot be loaded leave the TLS settings as they were."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    import rexec.client
+    from tests.certs import CA, client_context, start_tls_rexec
+
+    cert, key, clients = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "clients.pem"
+    shutil.copy(pki.server.cert, cert)
+    shutil.copy(pki.server.key, key)
+    shutil.copy(pki.client_ca.pem, clients)
+    settings = {"tls.cert": str(cert), "tls.key": str(key), "tls.ca": str(clients)}
+    (tmp_path / "node").mkdir()
+    server = start_tls_rexec(tmp_path / "node", **{**pki.compute_settings(), **settings})
+
+    def reload(expected: str, count: int) -> None:
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while server.log_text().count(expected) < count:
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+
+    old = client_context(pki.server_ca, pki.web)
+    try:
+        with rexec.client.connect(port=server.port, tls=old, timeout=30) as before:
+            assert before.eval("x <- 1L; x") == 1
+            rotated = CA.create(tmp_path / "rotated", "compute-ca-2")
+            issued = rotated.issue("localhost", server=True)
+            shutil.copy(issued.cert, cert)
+            shutil.copy(issued.key, key)
+            shutil.copy(pki.other_ca.pem, clients)  # the web nodes' new CA
+            reload("configuration reloaded", 1)
+            # the old server certificate is gone: a client trusting only its CA refuses
+            with pytest.raises(ssl.SSLCertVerificationError):
+                _greeting(server.port, old)
+            new = client_context(rotated, pki.forged)  # "web-node" of the new client CA
+            assert _greeting(server.port, new).startswith(b"Rsrv0103QAP1")
+            _refused(server.port, client_context(rotated, pki.web))  # the old client CA's
+            assert before.eval("x + 1L") == 2  # made before the rotation: it goes on
+
+            cert.write_text("not a certificate\n")
+            reload("configuration not reloaded", 1)
+            assert "tls.cert" in server.log_text().rsplit("configuration not reloaded", 1)[1]
+            assert _greeting(server.port, new).startswith(b"Rsrv0103QAP1")  # as it was
+    finally:
+        server.stop()

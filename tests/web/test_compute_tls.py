@@ -300,3 +300,56 @@ def test_the_compute_node_is_unreachable_in_plain_qap(tls_compute: Server) -> No
         rexec.client.connect(port=tls_compute.port, timeout=3)
     with pytest.raises(httpx.HTTPError):  # nor is it an HTTP server
         httpx.get(f"http://127.0.0.1:{tls_compute.port}/", timeout=3)
+
+
+def test_a_rotated_client_certificate_is_used_from_the_next_connection(
+    tls_compute: Server, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The web node's client certificate files are loaded again when they change (no
+    restart); files that cannot be loaded leave the last good certificate in use."""
+    import logging
+    import shutil
+
+    cert, key = tmp_path / "web.pem", tmp_path / "web.key"
+
+    def install(issued) -> None:
+        shutil.copy(issued.cert, cert)
+        shutil.copy(issued.key, key)
+
+    def session_status(client: httpx.Client) -> int:
+        reply = client.post("/sessions", json={})
+        if reply.status_code == 201:
+            client.delete(f"/sessions/{reply.json()['id']}")
+        return reply.status_code
+
+    def wait_state(client: httpx.Client, state: str) -> None:
+        deadline = time.monotonic() + 30
+        while (now := client.get("/computenodes").json()[0]["state"]) != state:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+
+    install(pki.web)
+    node = tls_node(tls_compute, pki, tls_cert=str(cert), tls_key=str(key))
+    settings = settings_for(
+        tls_compute,
+        f"sqlite:///{tmp_path / 'web.db'}",
+        compute_nodes=(node,),
+        node_check_interval=0.5,
+    )
+    web = start_web(settings)
+    caplog.set_level(logging.INFO, logger="rexec.web.compute")
+    try:
+        with web.client() as client:
+            assert session_status(client) == 201
+            cert.write_text("not a certificate\n")  # a rotation gone wrong
+            assert session_status(client) == 201  # the certificate loaded before
+            assert "the certificates loaded before stay in use" in caplog.text
+            install(pki.forged)  # of a CA the compute node does not trust
+            wait_state(client, "down")
+            assert session_status(client) == 503
+            install(pki.web)  # rotated back: in again, without a restart
+            wait_state(client, "healthy")
+            assert session_status(client) == 201
+            assert "TLS files changed, loaded again" in caplog.text
+    finally:
+        stop_web(web)

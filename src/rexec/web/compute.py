@@ -26,6 +26,7 @@ configured; each set of CA, certificate and key files is loaded into one
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -97,8 +98,9 @@ class Compute:
     on_down: list[Any] = field(default_factory=list)
     #: Called with a node a check finds up again after it was down.
     on_up: list[Any] = field(default_factory=list)
-    #: Client TLS contexts by (CA, certificate, key) file: loaded once, shared.
-    _contexts: dict[tuple[str, str, str], ssl.SSLContext] = field(default_factory=dict)
+    #: Client TLS contexts by (CA, certificate, key) file, with the files' change times
+    #: they were loaded at: shared, and loaded again when a file changes.
+    _contexts: dict[tuple[str, str, str], tuple[Any, ssl.SSLContext]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -113,17 +115,29 @@ class Compute:
         return s.compute_tls_ca, s.compute_tls_cert, s.compute_tls_key
 
     def _context(self, ca: str, cert: str, key: str, where: str) -> ssl.SSLContext:
+        """The client context of these files, made again when one of them changed (a
+        rotated certificate is used from the next connection on); files that cannot be
+        loaded any more leave the last good context in use, logged once per change."""
         files = (ca, cert, key)
-        context = self._contexts.get(files)
-        if context is None:
-            try:
-                context = ssl.create_default_context(cafile=ca or None)  # none: the system's
-                context.minimum_version = ssl.TLSVersion.TLSv1_2
-                if cert:
-                    context.load_cert_chain(cert, key or None)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"{where}: TLS files {[f for f in files if f]}: {exc}") from None
-            context = self._contexts.setdefault(files, context)
+        stamp = _stamp(files)
+        known = self._contexts.get(files)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            context = ssl.create_default_context(cafile=ca or None)  # none: the system's
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if cert:
+                context.load_cert_chain(cert, key or None)
+        except (OSError, ssl.SSLError) as exc:
+            problem = f"{where}: TLS files {[f for f in files if f]}: {exc}"
+            if known is None:
+                raise ConfigError(problem) from None
+            log.error("%s; the certificates loaded before stay in use", problem)
+            self._contexts[files] = (stamp, known[1])
+            return known[1]
+        if known is not None:
+            log.info("%s: TLS files changed, loaded again", where)
+        self._contexts[files] = (stamp, context)
         return context
 
     def tls_context(self, node: NodeState) -> ssl.SSLContext | None:
@@ -247,3 +261,15 @@ class Compute:
             }
             for n in self.nodes
         ]
+
+
+def _stamp(files: tuple[str, ...]) -> tuple[Any, ...]:
+    """The files' identities and change times (a rotation replaces or rewrites them)."""
+    stamps: list[Any] = []
+    for name in files:
+        try:
+            info = os.stat(name) if name else None
+        except OSError:
+            info = None
+        stamps.append(None if info is None else (info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(stamps)

@@ -227,16 +227,23 @@ class ComputeServer:
 
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; running sessions are not touched.
-        Listening addresses and ports stay as they are until a restart."""
+        Listening addresses and ports stay as they are until a restart. The TLS files
+        (``tls.cert``, ``tls.key``, ``tls.ca``) and ``tls.client`` are read again, so a
+        rotated certificate serves new connections; TLS stays on while it is served."""
         if self.reload_config is None:
             log.warning("SIGHUP: no configuration to reload")
             return
         try:
             config = secure(sized(self.reload_config()))
+            context = tls.make_context(config)
+            serving_tls = bool(self._tls_listeners) or self.tls_switch
+            if context is None and serving_tls:
+                raise RuntimeError("TLS is served: tls.cert stays until a restart")
         except Exception as exc:
             log.error("SIGHUP: configuration not reloaded: %s", exc)
             return
         self.config = config
+        self.tls_context = context
         self.logins = Logins(config)
         self.pool.listeners = self._direct_listeners(config)
         await self.pool.reload(config)
