@@ -451,31 +451,36 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
         raw = environ.get(variable)
         if raw is not None:
             try:
-                values[setting.key] = setting.validate(_from_text(setting, raw, variable))
+                values[setting.key] = setting.validate(_from_text(setting, raw))
             except ConfigError as error:
                 raise ConfigError(f"{variable}: {error}") from None
     return values
 
 
-def _from_text(setting: Setting, raw: str, variable: str) -> Any:
-    expected = setting.type
-    try:
-        if expected is bool:
-            lowered = raw.strip().lower()
-            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(raw)
-            return lowered in {"true", "1", "yes"}
-        if expected is int:
-            return int(raw)
-        if expected is float:
-            return float(raw)
-        if expected is list:
-            return tomllib.loads(f"value = {raw}")["value"]
-    except (ValueError, tomllib.TOMLDecodeError):
-        shape = {bool: "true or false", int: "an integer", float: "a number"}
-        wanted = shape.get(expected, 'a TOML array of strings (["a", "b"])')
-        raise ConfigError(f"expected {wanted}, got {raw!r}") from None
+def text_value(raw: str, expected: type) -> Any:
+    """An environment variable's text as a value of type ``expected`` (what both node
+    types' variables mean); ValueError when it is not one."""
+    if expected is bool:
+        lowered = raw.strip().lower()
+        if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(raw)
+        return lowered in {"true", "1", "yes"}
+    if expected is int:
+        return int(raw)
+    if expected is float:
+        return float(raw)
+    if expected is list:
+        return tomllib.loads(f"value = {raw}")["value"]  # TOMLDecodeError is a ValueError
     return raw
+
+
+def _from_text(setting: Setting, raw: str) -> Any:
+    try:
+        return text_value(raw, setting.type)
+    except ValueError:
+        shape = {bool: "true or false", int: "an integer", float: "a number"}
+        wanted = shape.get(setting.type, 'a TOML array of strings (["a", "b"])')
+        raise ConfigError(f"expected {wanted}, got {raw!r}") from None
 
 
 def load(

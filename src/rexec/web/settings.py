@@ -30,7 +30,7 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
 
-from rexec.config import ConfigError
+from rexec.config import ConfigError, text_value
 
 __all__ = [
     "ComputeNode",
@@ -505,17 +505,8 @@ def _check(f: Field[Any], value: Any, where: str, hints: Mapping[str, Any]) -> A
 def _from_text(f: Field[Any], raw: str, where: str) -> Any:
     """An environment variable's text as the value of field ``f``."""
     expected, _ = _scalar_type(f, _WEB_TYPES)
-    value: Any = raw
     try:
-        if expected is bool:
-            lowered = raw.strip().lower()
-            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(raw)
-            value = lowered in {"true", "1", "yes"}
-        elif expected is int:
-            value = int(raw)
-        elif expected is float:
-            value = float(raw)
+        value = text_value(raw, expected)
     except ValueError:
         name = _TYPE_NAMES.get(expected, expected.__name__)
         raise ConfigError(f"{where}: expected {name}, got {raw!r}") from None
