@@ -32,9 +32,12 @@ log = logging.getLogger("rexec.blas")
 ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
+@cache
 def cores() -> int:
     """CPUs this process may use: its affinity mask (``taskset``, cpusets) and its
-    control group's CPU quota (a container's CPU limit), rounded up."""
+    control group's CPU quota (a container's CPU limit), rounded up. Read once per
+    template (:func:`prepare`), so forked shells inherit the answer instead of reading
+    the control group's files again."""
     return host.usable_cpus()
 
 
@@ -111,9 +114,10 @@ def _gomp() -> ctypes.CDLL | None:
 
 def prepare() -> None:
     """Find the libraries once, before shells are forked (``/proc/self/maps`` of an R
-    process is long, and each shell would read it again)."""
+    process is long, and each shell would read it again), and the CPUs."""
     openblas()
     _gomp()
+    cores()
 
 
 def set_threads(count: int) -> int:
