@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -63,3 +64,38 @@ def test_up_then_remote_login_execute_put_get_snapshot(tmp_path: Path) -> None:
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         up.wait(30)
+
+
+def test_sigterm_to_up_alone_stops_its_compute_node(tmp_path: Path) -> None:
+    """A service manager may signal `rexec up` only (not its process group): the web
+    node stops and takes its compute node with it, leaving no process on the port."""
+    import socket
+    import time
+
+    web_port, compute_port = free_port(), free_port()
+    up = launch_web(
+        [
+            *(sys.executable, "-m", "rexec.cli", "up", "--port", str(web_port)),
+            *("--compute-port", str(compute_port), "--pool-max", "2", "--log-level", "warning"),
+            *("--database-url", f"sqlite:///{tmp_path / 'web.db'}"),
+        ],
+        web_port,
+        tmp_path / "up.log",
+        {**UTF8, "REXEC_ADMIN_PASSWORD": "an-admin-password-for-the-test"},
+        tmp_path,
+    )
+    try:
+        socket.create_connection(("127.0.0.1", compute_port), timeout=5).close()
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) != 0  # ended by the signal, as a service manager expects
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", compute_port), timeout=1).close()
+            except ConnectionRefusedError:
+                break  # the compute node is gone too
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(up.pid, signal.SIGKILL)

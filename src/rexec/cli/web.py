@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -224,6 +225,11 @@ def up(
     # Same process group: whoever stops `rexec up` (Ctrl-C, a service manager's killpg)
     # stops the compute node with it.
     compute = subprocess.Popen(command)
+    # A SIGTERM to this process alone: uvicorn shuts the web node down, then raises the
+    # signal again once its own handlers are gone. By default that would end this
+    # process at once, leaving the compute node running; as SystemExit (status 143, as
+    # a process ended by SIGTERM) it runs the clean-up below first.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _wait_for_compute(compute, compute_port)
         _run_web(settings, settings.log_level)
@@ -234,6 +240,10 @@ def up(
                 compute.wait(40)
             except subprocess.TimeoutExpired:
                 compute.kill()
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _compute_login(cfg) -> tuple[str | None, str | None, Path | None]:
