@@ -124,6 +124,34 @@ class CA:
         return Issued(cert, key_path)
 
 
+def write_crl(
+    ca: CA,
+    path: Path,
+    revoked: tuple[Issued, ...] = (),
+    next_update: dt.timedelta = dt.timedelta(days=1),
+) -> Path:
+    """A PEM CRL signed by ``ca`` that revokes the ``revoked`` certificates, its next
+    update ``next_update`` from now (negative: expired)."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now + min(next_update, dt.timedelta()) - dt.timedelta(minutes=5))
+        .next_update(now + next_update)
+    )
+    for issued in revoked:
+        serial = x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(now - dt.timedelta(minutes=1))
+            .build()
+        )
+    crl = builder.sign(ca.key, hashes.SHA256())
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
 def client_context(ca: CA, client: Issued | None = None) -> ssl.SSLContext:
     """A client context trusting ``ca`` for the server, with ``client``'s certificate."""
     context = ssl.create_default_context(cafile=str(ca.pem))

@@ -100,6 +100,14 @@ SETTINGS: tuple[Setting, ...] = (
         "only these, never the system's.",
     ),
     Setting(
+        "tls.crl",
+        "",
+        "PEM file of certificate revocation lists (`X509 CRL` blocks only) for the CAs of "
+        "`tls.ca`: a client certificate it revokes fails the handshake. When set, every "
+        "CA of `tls.ca` needs its current CRL in it (a client whose CA has none is "
+        "refused). Read again on SIGHUP.",
+    ),
+    Setting(
         "tls.client",
         "none",
         "Client certificates, as Rserve's `tls.client`: `none` (not asked for), `request` "

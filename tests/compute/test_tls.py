@@ -306,3 +306,96 @@ def test_sighup_reads_the_certificates_again_and_keeps_the_old_ones_when_broken(
             assert _greeting(server.port, new).startswith(b"Rsrv0103QAP1")  # as it was
     finally:
         server.stop()
+
+
+def test_a_revoked_client_certificate_is_refused_and_a_new_crl_is_read_on_sighup(
+    pki, tmp_path
+) -> None:
+    """``tls.crl``: a certificate of ``tls.ca`` that the CRL revokes fails the handshake,
+    the others are served; a CRL revoking another one takes effect on SIGHUP; a file
+    that is not only CRLs (OpenSSL would trust certificates in it as CAs) is refused."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    from tests.certs import client_context, start_tls_rexec, write_crl
+    from tests.conftest import free_port, serve_fails, write_config
+
+    crl = write_crl(pki.client_ca, tmp_path / "web-ca.crl", revoked=(pki.intruder,))
+    (tmp_path / "node").mkdir()
+    server = start_tls_rexec(tmp_path / "node", **pki.compute_settings(), **{"tls.crl": str(crl)})
+
+    def reload(expected: str) -> None:
+        count = server.log_text().count(expected)
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while server.log_text().count(expected) <= count:
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+
+    web, intruder = (client_context(pki.server_ca, c) for c in (pki.web, pki.intruder))
+    try:
+        assert _greeting(server.port, web).startswith(b"Rsrv0103QAP1")
+        _refused(server.port, intruder)
+        assert "certificate revoked" in server.log_text()
+
+        write_crl(pki.client_ca, crl, revoked=(pki.web,))  # the CA's next CRL
+        reload("configuration reloaded")
+        _refused(server.port, web)
+        assert _greeting(server.port, intruder).startswith(b"Rsrv0103QAP1")
+
+        shutil.copy(pki.other_ca.pem, crl)  # a certificate, not a CRL
+        reload("configuration not reloaded")
+        assert "X509 CRL blocks only" in server.log_text()
+        assert _greeting(server.port, intruder).startswith(b"Rsrv0103QAP1")  # as it was
+        _refused(server.port, web)
+    finally:
+        server.stop()
+    # at start the same file stops the node; a CRL without client certificates is a mistake
+    settings = {**pki.compute_settings(), "tls.crl": str(crl), "tls.port": free_port()}
+    assert "X509 CRL blocks only" in serve_fails(write_config(tmp_path, settings).read_text())
+    settings["tls.client"] = "none"
+    message = serve_fails(write_config(tmp_path, settings).read_text())
+    assert "tls.crl needs tls.client" in message
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> str:
+    """A TLS 1.2 handshake between the two contexts in memory: "ok" or the error."""
+    server.maximum_version = ssl.TLSVersion.TLSv1_2  # the client's verdict comes in it
+    incoming, outgoing, back, forth = (ssl.MemoryBIO() for _ in range(4))
+    ends = (
+        client.wrap_bio(back, forth, server_hostname="localhost"),
+        server.wrap_bio(incoming, outgoing, server_side=True),
+    )
+    for _ in range(10):
+        for end in ends:
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as exc:
+                return str(exc)
+        incoming.write(forth.read())
+        back.write(outgoing.read())
+    return "ok"
+
+
+def test_a_client_ca_without_a_current_crl_is_refused(pki, tmp_path) -> None:
+    """What docs/security.md says of ``tls.crl``: each CA of the clients needs its
+    current CRL in the file; a CRL past its nextUpdate refuses every client too."""
+    import datetime as dt
+
+    from rexec.compute.supervisor.tls import make_context
+    from rexec.config import Config
+    from tests.certs import client_context, write_crl
+
+    def server(crl) -> ssl.SSLContext:
+        return make_context(Config({**pki.compute_settings(), "tls.crl": str(crl)}))
+
+    web = client_context(pki.server_ca, pki.web)
+    assert _handshake(server(write_crl(pki.client_ca, tmp_path / "a.crl")), web) == "ok"
+    other = write_crl(pki.other_ca, tmp_path / "b.crl")
+    assert "unable to get certificate CRL" in _handshake(server(other), web)
+    expired = write_crl(pki.client_ca, tmp_path / "c.crl", next_update=dt.timedelta(days=-1))
+    assert "CRL has expired" in _handshake(server(expired), web)

@@ -353,3 +353,71 @@ def test_a_rotated_client_certificate_is_used_from_the_next_connection(
             assert "TLS files changed, loaded again" in caplog.text
     finally:
         stop_web(web)
+
+
+def test_a_revoked_compute_node_certificate_is_refused_from_the_next_connection(
+    tls_compute: Server, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``tls_crl`` (else ``compute_tls.crl``): a compute node whose certificate the CRL
+    revokes is down for this web node; the CA's next CRL, without it, lets it in again
+    without a restart; a file that is not only CRLs is refused at start and, changed
+    into one later, leaves the last good context in use."""
+    import logging
+    import shutil
+    import ssl
+
+    from rexec.web.compute import Compute
+    from rexec.web.settings import WebSettings
+    from tests.certs import write_crl
+
+    crl = write_crl(pki.server_ca, tmp_path / "compute-ca.crl")
+
+    def session_status(client: httpx.Client) -> int:
+        reply = client.post("/sessions", json={})
+        if reply.status_code == 201:
+            client.delete(f"/sessions/{reply.json()['id']}")
+        return reply.status_code
+
+    def wait_state(client: httpx.Client, state: str) -> None:
+        deadline = time.monotonic() + 30
+        while (now := client.get("/computenodes").json()[0]["state"]) != state:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+
+    node = tls_node(tls_compute, pki, tls_crl=str(crl))
+    settings = settings_for(
+        tls_compute,
+        f"sqlite:///{tmp_path / 'web.db'}",
+        compute_nodes=(node,),
+        node_check_interval=0.5,
+    )
+    web = start_web(settings)
+    caplog.set_level(logging.INFO, logger="rexec.web.compute")
+    try:
+        with web.client() as client:
+            assert session_status(client) == 201
+            write_crl(pki.server_ca, crl, revoked=(pki.server,))
+            wait_state(client, "down")
+            assert session_status(client) == 503
+            shutil.copy(pki.other_ca.pem, crl)  # a certificate: it would be trusted as a CA
+            deadline = time.monotonic() + 30  # the next check reads it
+            while "X509 CRL blocks only" not in caplog.text:
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.2)
+            assert session_status(client) == 503  # the revoking CRL stays in use
+            write_crl(pki.server_ca, crl)  # the CA's next CRL, nothing revoked
+            wait_state(client, "healthy")
+            assert session_status(client) == 201
+    finally:
+        stop_web(web)
+
+    # compute_tls.crl is the default of every node over TLS; a bad file stops the start
+    plain = tls_node(tls_compute, pki)
+    compute = Compute(WebSettings(compute_nodes=(plain,), compute_tls_crl=str(crl)))
+    context = compute.qap(compute.nodes[0])["tls"]
+    assert context.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+    shutil.copy(pki.other_ca.pem, crl)
+    with pytest.raises(ConfigError, match="X509 CRL blocks only"):
+        Compute(WebSettings(compute_nodes=(tls_node(tls_compute, pki, tls_crl=str(crl)),)))
+    with pytest.raises(ConfigError, match="tls_crl without tls = true"):
+        ComputeNode(port=6312, tls_crl=str(crl))

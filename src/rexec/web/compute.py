@@ -34,6 +34,7 @@ from typing import Any
 
 import rexec.client
 from rexec.client import AsyncConnection, ClientError
+from rexec.revocation import load_crls
 from rexec.web.errors import ApiError
 from rexec.web.settings import ComputeNode, ConfigError, WebSettings
 
@@ -98,9 +99,11 @@ class Compute:
     on_down: list[Any] = field(default_factory=list)
     #: Called with a node a check finds up again after it was down.
     on_up: list[Any] = field(default_factory=list)
-    #: Client TLS contexts by (CA, certificate, key) file, with the files' change times
+    #: Client TLS contexts by (CA, certificate, key, CRL) file, with the files' change times
     #: they were loaded at: shared, and loaded again when a file changes.
-    _contexts: dict[tuple[str, str, str], tuple[Any, ssl.SSLContext]] = field(default_factory=dict)
+    _contexts: dict[tuple[str, str, str, str], tuple[Any, ssl.SSLContext]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -110,15 +113,16 @@ class Compute:
         if self.settings.compute_tls_registry:
             self._context(*self._defaults(), "compute_tls")
 
-    def _defaults(self) -> tuple[str, str, str]:
+    def _defaults(self) -> tuple[str, str, str, str]:
         s = self.settings
-        return s.compute_tls_ca, s.compute_tls_cert, s.compute_tls_key
+        return s.compute_tls_ca, s.compute_tls_cert, s.compute_tls_key, s.compute_tls_crl
 
-    def _context(self, ca: str, cert: str, key: str, where: str) -> ssl.SSLContext:
+    def _context(self, ca: str, cert: str, key: str, crl: str, where: str) -> ssl.SSLContext:
         """The client context of these files, made again when one of them changed (a
-        rotated certificate is used from the next connection on); files that cannot be
-        loaded any more leave the last good context in use, logged once per change."""
-        files = (ca, cert, key)
+        rotated certificate or a new CRL is used from the next connection on); files
+        that cannot be loaded any more leave the last good context in use, logged once
+        per change."""
+        files = (ca, cert, key, crl)
         stamp = _stamp(files)
         known = self._contexts.get(files)
         if known is not None and known[0] == stamp:
@@ -128,7 +132,9 @@ class Compute:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             if cert:
                 context.load_cert_chain(cert, key or None)
-        except (OSError, ssl.SSLError) as exc:
+            if crl:
+                load_crls(context, crl)
+        except (OSError, ssl.SSLError, ValueError) as exc:
             problem = f"{where}: TLS files {[f for f in files if f]}: {exc}"
             if known is None:
                 raise ConfigError(problem) from None
@@ -144,10 +150,10 @@ class Compute:
         """The client context ``node`` is reached with over TLS, or None (plain QAP)."""
         config = node.config
         if config.tls:
-            ca, cert, key = self._defaults()
+            ca, cert, key, crl = self._defaults()
             if config.tls_cert:
                 cert, key = config.tls_cert, config.tls_key
-            return self._context(config.tls_ca or ca, cert, key, config.name)
+            return self._context(config.tls_ca or ca, cert, key, config.tls_crl or crl, config.name)
         if node.id is not None and self.settings.compute_tls_registry:
             return self._context(*self._defaults(), "compute_tls")
         return None

@@ -121,6 +121,13 @@ class ComputeNode:
         "The private key of `tls_cert`; empty: in `tls_cert`'s file. Relative to the TOML "
         "file, as `tls_ca` and `tls_cert`.",
     )
+    tls_crl: str = setting(
+        "tls_crl",
+        "",
+        "PEM file of CRLs (`X509 CRL` blocks only) the node's certificate is checked "
+        "against: one it revokes is refused, and its CA needs a CRL in the file; empty: "
+        "`compute_tls.crl` (empty too: no revocation check).",
+    )
     tls_server_name: str = setting(
         "tls_server_name",
         "",
@@ -383,6 +390,14 @@ class WebSettings:
         "",
         "The private key of `compute_tls.cert`; empty: in the certificate's file.",
     )
+    compute_tls_crl: str = setting(
+        "compute_tls.crl",
+        "",
+        "PEM file of CRLs (`X509 CRL` blocks only) compute nodes' certificates are checked "
+        "against, for the nodes `compute_tls.ca` is used for: a certificate it revokes is "
+        "refused (the node is then down), and each CA needs a CRL in the file; empty: no "
+        "revocation check. Loaded again when it changes, as the other files.",
+    )
     compute_tls_registry: bool = setting(
         "compute_tls.registry",
         False,
@@ -444,10 +459,10 @@ MIN_TOKEN_LENGTH = 16
 
 
 #: ComputeNode's TLS keys, and those that name files (relative to the TOML file).
-TLS_KEYS = ("tls_ca", "tls_cert", "tls_key", "tls_server_name")
-TLS_FILES = ("tls_ca", "tls_cert", "tls_key")
+TLS_KEYS = ("tls_ca", "tls_cert", "tls_key", "tls_crl", "tls_server_name")
+TLS_FILES = ("tls_ca", "tls_cert", "tls_key", "tls_crl")
 #: WebSettings' TLS files (relative to the TOML file).
-WEB_TLS_FILES = ("compute_tls_ca", "compute_tls_cert", "compute_tls_key")
+WEB_TLS_FILES = ("compute_tls_ca", "compute_tls_cert", "compute_tls_key", "compute_tls_crl")
 
 
 def readable_file(path: str, where: str) -> None:

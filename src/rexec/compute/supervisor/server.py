@@ -228,8 +228,9 @@ class ComputeServer:
     async def reload(self) -> None:
         """SIGHUP: read the configuration again; running sessions are not touched.
         Listening addresses and ports stay as they are until a restart. The TLS files
-        (``tls.cert``, ``tls.key``, ``tls.ca``) and ``tls.client`` are read again, so a
-        rotated certificate serves new connections; TLS stays on while it is served."""
+        (``tls.cert``, ``tls.key``, ``tls.ca``, ``tls.crl``) and ``tls.client`` are read
+        again, so a rotated certificate or a new CRL serves new connections; TLS stays on
+        while it is served."""
         if self.reload_config is None:
             log.warning("SIGHUP: no configuration to reload")
             return

@@ -10,7 +10,7 @@ Client certificates (``tls.client``, ``tls.ca``) follow Rserve's ``tls.client``:
 against ``tls.ca``; ``require`` fails the handshake of a connection without a valid
 one; ``match:A,B``, ``prefix:P`` and ``suffix:S`` require one and also check its
 subject's common name (after the handshake: a mismatch closes the connection before the
-greeting).
+greeting). ``tls.crl``, rexec's own, revokes client certificates.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import socket
 import ssl
 
 from rexec.config import Config
+from rexec.revocation import load_crls
 
 HANDSHAKE_TIMEOUT = 10.0
 _CHUNK = 1 << 16
@@ -57,16 +58,18 @@ def make_context(config: Config) -> ssl.SSLContext | None:
     RuntimeError for a ``tls.client`` that is not one or lacks a ``tls.ca``, and for
     files that cannot be read."""
     cert, key = config["tls.cert"], config["tls.key"]
-    client, ca = config["tls.client"], config["tls.ca"]
+    client, ca, crl = config["tls.client"], config["tls.ca"], config["tls.crl"]
     problem = client_rule_problem(client)
     if problem:
         raise RuntimeError(problem)
     if not cert:
-        if client != "none" or ca:
-            raise RuntimeError("tls.client and tls.ca need tls.cert (and tls.key)")
+        if client != "none" or ca or crl:
+            raise RuntimeError("tls.client, tls.ca and tls.crl need tls.cert (and tls.key)")
         return None
     if client != "none" and not ca:
         raise RuntimeError(f"tls.client = {client!r} needs tls.ca (the clients' CAs)")
+    if crl and (client == "none" or not ca):
+        raise RuntimeError("tls.crl needs tls.client and tls.ca: it checks client certificates")
     # Not create_default_context(CLIENT_AUTH): it would trust the system's CAs for
     # client certificates; only tls.ca's are.
     context = ServerContext(ssl.PROTOCOL_TLS_SERVER)
@@ -81,6 +84,11 @@ def make_context(config: Config) -> ssl.SSLContext | None:
             context.load_verify_locations(cafile=ca)
         except (OSError, ssl.SSLError) as exc:
             raise RuntimeError(f"tls.ca {ca!r}: {exc}") from None
+    if crl:
+        try:
+            load_crls(context, crl)
+        except ValueError as exc:
+            raise RuntimeError(f"tls.crl {crl!r}: {exc}") from None
     if client == "request":
         context.verify_mode = ssl.CERT_OPTIONAL
     elif client != "none":
