@@ -53,7 +53,7 @@ class NodeState:
     #: Every pool's numbers at the last check ("" is the default pool), or None.
     pools: dict[str, dict[str, int]] | None = None
     checked_at: float = 0.0
-    #: Sessions opened here since the last check (the check's numbers lag behind them).
+    #: Sessions opened here since the last check began (its numbers lag behind them).
     opened_since_check: int = 0
 
     @property
@@ -229,6 +229,9 @@ class Compute:
             return
         from rexec.client._async import apool_status
 
+        # Sessions opened while the check is under way may be missing from its numbers:
+        # only those opened before it are forgotten when it answers.
+        opened_before = node.opened_since_check
         try:
             status = await apool_status(
                 **{**qap, "password": config.password or ""},
@@ -248,7 +251,7 @@ class Compute:
                 log.info("compute node %s is back", config.name)
             node.reachable, node.last_error = True, ""
             node.pools = status.get("pools", {})
-            node.opened_since_check = 0
+            node.opened_since_check = max(0, node.opened_since_check - opened_before)
             if back:
                 for callback in self.on_up:
                     await callback(node)
