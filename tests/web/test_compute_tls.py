@@ -302,6 +302,30 @@ def test_the_compute_node_is_unreachable_in_plain_qap(tls_compute: Server) -> No
         httpx.get(f"http://127.0.0.1:{tls_compute.port}/", timeout=3)
 
 
+def session_status(client: httpx.Client) -> int:
+    """A new session's status code (the session, if made, deleted again)."""
+    reply = client.post("/sessions", json={})
+    if reply.status_code == 201:
+        client.delete(f"/sessions/{reply.json()['id']}")
+    return reply.status_code
+
+
+def wait_state(client: httpx.Client, state: str) -> None:
+    """Until the web node's one compute node is in ``state`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while (now := client.get("/computenodes").json()[0]["state"]) != state:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+
+
+def start_checking_web(compute: Server, node: ComputeNode, tmp_path: Path) -> Web:
+    """A web node of its own for ``node``, checking it every 0.5 s."""
+    database = f"sqlite:///{tmp_path / 'web.db'}"
+    return start_web(
+        settings_for(compute, database, compute_nodes=(node,), node_check_interval=0.5)
+    )
+
+
 def test_a_rotated_client_certificate_is_used_from_the_next_connection(
     tls_compute: Server, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -316,27 +340,9 @@ def test_a_rotated_client_certificate_is_used_from_the_next_connection(
         shutil.copy(issued.cert, cert)
         shutil.copy(issued.key, key)
 
-    def session_status(client: httpx.Client) -> int:
-        reply = client.post("/sessions", json={})
-        if reply.status_code == 201:
-            client.delete(f"/sessions/{reply.json()['id']}")
-        return reply.status_code
-
-    def wait_state(client: httpx.Client, state: str) -> None:
-        deadline = time.monotonic() + 30
-        while (now := client.get("/computenodes").json()[0]["state"]) != state:
-            assert time.monotonic() < deadline, now
-            time.sleep(0.2)
-
     install(pki.web)
     node = tls_node(tls_compute, pki, tls_cert=str(cert), tls_key=str(key))
-    settings = settings_for(
-        tls_compute,
-        f"sqlite:///{tmp_path / 'web.db'}",
-        compute_nodes=(node,),
-        node_check_interval=0.5,
-    )
-    web = start_web(settings)
+    web = start_checking_web(tls_compute, node, tmp_path)
     caplog.set_level(logging.INFO, logger="rexec.web.compute")
     try:
         with web.client() as client:
@@ -371,27 +377,8 @@ def test_a_revoked_compute_node_certificate_is_refused_from_the_next_connection(
     from tests.certs import write_crl
 
     crl = write_crl(pki.server_ca, tmp_path / "compute-ca.crl")
-
-    def session_status(client: httpx.Client) -> int:
-        reply = client.post("/sessions", json={})
-        if reply.status_code == 201:
-            client.delete(f"/sessions/{reply.json()['id']}")
-        return reply.status_code
-
-    def wait_state(client: httpx.Client, state: str) -> None:
-        deadline = time.monotonic() + 30
-        while (now := client.get("/computenodes").json()[0]["state"]) != state:
-            assert time.monotonic() < deadline, now
-            time.sleep(0.2)
-
     node = tls_node(tls_compute, pki, tls_crl=str(crl))
-    settings = settings_for(
-        tls_compute,
-        f"sqlite:///{tmp_path / 'web.db'}",
-        compute_nodes=(node,),
-        node_check_interval=0.5,
-    )
-    web = start_web(settings)
+    web = start_checking_web(tls_compute, node, tmp_path)
     caplog.set_level(logging.INFO, logger="rexec.web.compute")
     try:
         with web.client() as client:
