@@ -394,9 +394,10 @@ class WebSettings:
         "compute_tls.crl",
         "",
         "PEM file of CRLs (`X509 CRL` blocks only) compute nodes' certificates are checked "
-        "against, for the nodes `compute_tls.ca` is used for: a certificate it revokes is "
-        "refused (the node is then down), and each CA needs a CRL in the file; empty: no "
-        "revocation check. Loaded again when it changes, as the other files.",
+        "against, for `[[compute]]` nodes with `tls = true` and no `tls_crl` and for the "
+        "registry's nodes over TLS: a certificate it revokes is refused (the node is then "
+        "down), and each CA needs a CRL in the file; empty: no revocation check. Loaded "
+        "again when it changes, as the other files.",
     )
     compute_tls_registry: bool = setting(
         "compute_tls.registry",
