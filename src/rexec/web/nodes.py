@@ -115,6 +115,7 @@ class Registry:
         #: Each registered node's row as its NodeState was made from (host, port, user,
         #: sealed password, pool_max): a changed row (a re-registration) is taken up.
         self._made_from: dict[int, tuple[Any, ...]] = {}
+        self._refreshing = asyncio.Lock()
 
     # ------------------------------------------------------------------ records
     def add(
@@ -269,7 +270,14 @@ class Registry:
     # ------------------------------------------------------------------ the view
     async def refresh(self) -> None:
         """Bring this web node's node list in line with the registry (added, removed,
-        drained nodes), keeping the counts of nodes it knows."""
+        drained nodes), keeping the counts of nodes it knows. One refresh at a time: the
+        check loop's, begun before a node was added, must not end after the add's own
+        and drop the node it made (the next refresh would make it again, its counts
+        lost)."""
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         rows = await asyncio.to_thread(self._rows)
         known = {n.id: n for n in self.compute.nodes if n.id is not None}
         registered: list[NodeState] = []
