@@ -52,3 +52,28 @@ def test_twenty_concurrent_executions_complete_or_get_503(web: Web) -> None:
     with web.client() as admin:
         status = admin.get("/status").json()
     assert status["computeNodes"][0]["pool"]["busy"] == 0
+
+
+def test_parked_sessions_count_on_a_node_without_a_login(web: Web) -> None:
+    """A node the web node cannot ask for its pools (no login): sessions made one after
+    the other still stop at pool.max less the reserve, counted from the database's
+    records (a parked session holds no web node's connection; the node's eighth shell
+    went to an eighth session before)."""
+    (node,) = web.node.settings.compute_nodes
+    assert node.user is None
+    made = []
+    with web.client() as client:
+        try:
+            for i in range(node.pool_max):
+                reply = client.post("/sessions", json={"name": f"one-by-one-{i}"})
+                if reply.status_code != 201:
+                    break
+                made.append(reply.json()["id"])
+            assert len(made) == node.capacity, reply.text
+            assert reply.status_code == 503 and reply.headers.get("retry-after"), reply.text
+        finally:
+            for sid in made:
+                client.delete(f"/sessions/{sid}")
+        again = client.post("/sessions", json={})  # room again
+        assert again.status_code == 201, again.text
+        client.delete(f"/sessions/{again.json()['id']}")

@@ -11,8 +11,9 @@ finishes) or ``down`` (it did not answer).
 A web session holds one QAP connection, i.e. one R shell. A new session goes to the
 healthy node with the most free shells: the node's own count at the last check (its
 default pool's ``max`` less its busy shells, across every web node) less the sessions
-this web node opened there since. Where no check has run, the web node counts the
-connections it holds against ``pool_max - reserve``. When every node is full the
+this web node opened there since. Where no check has numbers (a node without a login,
+or one not checked yet), the web node counts the sessions the database records there
+and its opens under way against ``pool_max - reserve``. When every node is full the
 answer is 503 with Retry-After; nothing waits unboundedly.
 
 Every QAP connection to a node (sessions, checks, service pools and calls, cancels)
@@ -55,6 +56,9 @@ class NodeState:
     checked_at: float = 0.0
     #: Sessions opened here since the last check began (its numbers lag behind them).
     opened_since_check: int = 0
+    #: Active sessions the database recorded here when last counted (used where no
+    #: check has numbers: a node without a login, or one not checked yet).
+    recorded: int = 0
 
     @property
     def state(self) -> str:
@@ -67,7 +71,7 @@ class NodeState:
         own = max(0, self.config.capacity - self.held)
         default = (self.pools or {}).get("")
         if default is None:
-            return own
+            return max(0, own - self.recorded)
         seen = default["max"] - default["busy"] - self.config.reserve - self.opened_since_check
         return max(0, min(own, seen))
 

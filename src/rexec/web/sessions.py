@@ -114,6 +114,10 @@ class Sessions:
         #: web node's attachSession takes a session over; closing one parks it).
         self.cached: dict[str, tuple[AsyncConnection, NodeState]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        #: Held while the recorded sessions are counted for a placement, and while a new
+        #: session's record is written and its reservation ended: a placement never
+        #: sees a session both recorded and reserved, or neither.
+        self._placing = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifetime
     async def open(self, user: Principal, name: str, snapshot_id: str | None) -> RSession:
@@ -122,15 +126,18 @@ class Sessions:
             if snapshot_id
             else None
         )
-        connection, node = await self.compute.open()
-        row = None
+        connection, node = await self._place()
+        row, reserved = None, True
         try:
             info = await connection.eval(rcode.SETUP, timeout=60)
             if content is not None:
                 await connection.call("rexec_restore", content)
-            row = await asyncio.to_thread(
-                self._insert, user, name, node.config.name, connection.pid, str(info["workdir"])
-            )
+            async with self._placing:
+                row = await asyncio.to_thread(
+                    self._insert, user, name, node.config.name, connection.pid, str(info["workdir"])
+                )
+                self.compute.release(node)  # recorded now: the record counts it
+                reserved = False
             key = await connection.park(self._park_seconds)
         except (ClientError, OSError) as exc:
             await connection.close()
@@ -138,10 +145,32 @@ class Sessions:
                 await asyncio.to_thread(self._mark, row.id, None)
             raise ApiError(503, f"could not prepare an R session: {exc}") from exc
         finally:
-            self.compute.release(node)
+            if reserved:
+                self.compute.release(node)
         await asyncio.to_thread(self._parked, row.id, key)
         log.info("session %s opened for %s on %s", row.id, user.username, node.config.name)
         return row
+
+    async def _place(self) -> tuple[AsyncConnection, NodeState]:
+        """A connection for a new session. A node no check has numbers for (one without
+        a login, or not checked yet) is counted from the sessions the database records
+        there, since its parked sessions are held by no web node's connection."""
+        if any(n.pools is None for n in self.compute.working()):
+            async with self._placing:
+                recorded = await asyncio.to_thread(self._sessions_by_node)
+                for node in self.compute.nodes:
+                    node.recorded = recorded.get(node.config.name, 0)
+        # no await between the count and the reservation compute.open makes first
+        return await self.compute.open()
+
+    def _sessions_by_node(self) -> dict[str, int]:
+        with self.db.session() as db:
+            rows = db.execute(
+                select(RSession.node, func.count())
+                .where(RSession.state == "active")
+                .group_by(RSession.node)
+            )
+            return {node: count for node, count in rows}
 
     def _parked(self, session_id: str, key: bytes) -> None:
         """The new session is parked under ``key`` (good until the session ends)."""
